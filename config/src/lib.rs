@@ -1,0 +1,126 @@
+//! penguin-mta configuration: the TOML schema, human specs (`"25MB"`, `"1h30m"`), validation whose errors
+//! name the field path, and the embedded default config.
+//!
+//! The only IO here is reading the config file ([`Config::load`]) and the system host name (the default
+//! for `smtp.hostname`).
+
+mod error;
+mod schema;
+mod spec;
+mod validate;
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+pub use error::{ConfigError, ConfigErrors};
+pub use schema::{ApiConfig, SmtpConfig, SpoolConfig, TenantConfig, TlsConfig, system_hostname};
+pub use spec::{ByteSize, HumanDuration};
+pub use validate::{RELAY_TENANT, check_domain};
+
+/// The embedded default config: every field with a comment, loopback-only listeners, no tenants.
+/// `penguin-mta` writes it out for a new install; it is tested to parse and validate.
+pub const DEFAULT_CONFIG_TOML: &str = include_str!("default.toml");
+
+/// The whole engine config. Every section may be omitted and then takes its defaults, except `[tls]`,
+/// whose absence means STARTTLS is not offered.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `[smtp]`: the SMTP listener, limits, timeouts and relay networks.
+    pub smtp: SmtpConfig,
+    /// `[tls]`: the STARTTLS certificate and key. Default: absent, so STARTTLS is not offered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
+    /// `[spool]`: where and how accepted mail is stored durably.
+    pub spool: SpoolConfig,
+    /// `[api]`: the HTTP control API listener.
+    pub api: ApiConfig,
+    /// `[[tenant]]`: the accounts that may submit mail with SMTP AUTH. Default: none (then only
+    /// `smtp.relay_networks` clients can send).
+    pub tenant: Vec<TenantConfig>,
+}
+
+impl Config {
+    /// Parses and validates a config. On failure returns every validation problem, or the first parse
+    /// problem (syntax error, unknown key, bad value), each with its field path.
+    pub fn from_toml_str(text: &str) -> Result<Config, ConfigErrors> {
+        let mut config = parse(text).map_err(ConfigErrors::from)?;
+        let errors = validate::validate(&mut config);
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    /// Reads the file at `path` and parses it with [`Config::from_toml_str`].
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| ConfigError::new("", format!("cannot read {}: {error}", path.display())))?;
+        Config::from_toml_str(&text)
+    }
+
+    /// The embedded default config ([`DEFAULT_CONFIG_TOML`]), parsed.
+    pub fn embedded_default() -> Config {
+        // Not user input: a test proves the embedded file parses and validates.
+        Config::from_toml_str(DEFAULT_CONFIG_TOML).expect("the embedded default config is valid")
+    }
+
+    /// The tenant whose SMTP AUTH user name is exactly `username`.
+    pub fn tenant_by_username(&self, username: &str) -> Option<&TenantConfig> {
+        self.tenant.iter().find(|tenant| tenant.username == username)
+    }
+}
+
+/// TOML to [`Config`], with the failing field's path (`smtp.listen[0]`) and line number in the error.
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    let deserializer = toml::Deserializer::parse(text).map_err(|error| {
+        let at =
+            location(text, error.span()).map(|(line, column)| format!(" at line {line}, column {column}"));
+        ConfigError::new(
+            "",
+            format!(
+                "TOML syntax error{}: {}",
+                at.unwrap_or_default(),
+                one_line(error.message())
+            ),
+        )
+    })?;
+    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        let inner = error.inner();
+        let at = location(text, inner.span()).map(|(line, _)| format!(" (line {line})"));
+        ConfigError::new(
+            path,
+            format!("{}{}", one_line(inner.message()), at.unwrap_or_default()),
+        )
+    })
+}
+
+/// 1-based line and column (in characters) of a byte offset, if it lies inside `text`.
+fn location(text: &str, span: Option<std::ops::Range<usize>>) -> Option<(usize, usize)> {
+    let before = text.get(..span?.start)?;
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |last| last.chars().count()) + 1;
+    Some((line, column))
+}
+
+/// `ConfigErrors` prints one error per line, so a reason must not contain line breaks; serde's Rust type
+/// names are replaced by what an operator would write.
+fn one_line(message: &str) -> String {
+    let mut message = message.trim().replace('\n', "; ");
+    for (rust, toml) in [
+        ("expected usize", "expected a whole number (0 or more)"),
+        ("expected u32", "expected a whole number from 0 to 4294967295"),
+        ("expected u64", "expected a whole number (0 or more)"),
+        ("expected a sequence", "expected an array"),
+    ] {
+        message = message.replace(rust, toml);
+    }
+    if let Some(start) = message.find("expected struct ") {
+        message.replace_range(start.., "expected a table");
+    }
+    message
+}

@@ -1,0 +1,153 @@
+//! The `penguin-mta` command line (the binary's edge: anyhow errors, exit codes, stdout/stderr).
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use penguin_config::{Config, DEFAULT_CONFIG_TOML};
+
+use crate::queue_cli::{self, QueueCommand};
+use crate::server::{self, Listeners};
+
+/// penguin-mta: the sending engine of PenguinMails.
+#[derive(Debug, Parser)]
+#[command(name = "penguin-mta", version, about)]
+struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (SMTP and HTTP) until SIGTERM or SIGINT.
+    Serve {
+        /// Config file (TOML); without it the embedded default config is used.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Validate a config file: prints every problem with its field path; exit code 1 if any.
+    CheckConfig {
+        /// Config file (TOML).
+        file: PathBuf,
+    },
+    /// Print the embedded default config (commented TOML).
+    PrintDefaultConfig,
+    /// Read a password on stdin and print its argon2id hash for `[[tenant]] password_hash`.
+    HashPassword,
+    /// Inspect the queue (works while the server runs, and while it is stopped).
+    Queue {
+        /// The queue subcommand.
+        #[command(subcommand)]
+        command: QueueCommand,
+    },
+}
+
+/// Parses the arguments, runs the command, and maps the result to an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve { config } => serve(config.as_deref()),
+        Command::CheckConfig { file } => return check_config(&file),
+        Command::PrintDefaultConfig => std::io::stdout()
+            .write_all(DEFAULT_CONFIG_TOML.as_bytes())
+            .map_err(Into::into),
+        Command::HashPassword => hash_password(),
+        Command::Queue { command } => queue_cli::run(command),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("penguin-mta: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Loads the config file, or the embedded default; errors list every problem with its path.
+pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
+    match path {
+        None => Ok(Config::embedded_default()),
+        Some(path) => Config::load(path)
+            .map_err(|errors| anyhow::anyhow!("invalid config {}:\n{errors}", path.display())),
+    }
+}
+
+/// `serve`: runs until SIGTERM/SIGINT, then stops gracefully and exits 0.
+fn serve(config_path: Option<&Path>) -> anyhow::Result<()> {
+    init_logging();
+    let config = load_config(config_path)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async {
+        let listeners = Listeners::bind(&config)?;
+        server::serve(config, listeners, shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+/// Completes on the first SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}
+
+/// Human-readable logs on stderr; `RUST_LOG` filters (default `info`).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// `check-config FILE`.
+fn check_config(file: &Path) -> ExitCode {
+    let config = match Config::load(file) {
+        Ok(config) => config,
+        Err(errors) => {
+            eprintln!("{}: invalid config", file.display());
+            for error in &errors.0 {
+                eprintln!("  {error}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(Err(error)) = config.tls.as_ref().map(crate::tls::acceptor) {
+        eprintln!("{}: invalid config\n  {error}", file.display());
+        return ExitCode::FAILURE;
+    }
+    println!("{}: ok", file.display());
+    ExitCode::SUCCESS
+}
+
+/// `hash-password`: one password on stdin (a trailing newline is not part of it).
+fn hash_password() -> anyhow::Result<()> {
+    let mut input = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut input)
+        .context("reading the password from stdin")?;
+    let password = input.strip_suffix(b"\n").unwrap_or(&input);
+    let password = password.strip_suffix(b"\r").unwrap_or(password);
+    anyhow::ensure!(!password.is_empty(), "no password on stdin");
+    let hash = crate::smtp::auth::hash_password(password)
+        .map_err(|error| anyhow::anyhow!("hashing failed: {error}"))?;
+    println!("{hash}");
+    Ok(())
+}

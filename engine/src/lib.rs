@@ -1,0 +1,17 @@
+//! penguin-mta, the sending engine of PenguinMails: SMTP reception into a durable RocksDB spool,
+//! an HTTP listener for health and metrics, and the `penguin-mta` command line.
+//!
+//! Entry point for embedding and tests: [`server::serve`] with [`server::Listeners`] bound by the
+//! caller (port 0 in tests) and a shutdown future. See ARCHITECTURE.md for the map.
+
+pub mod api;
+pub mod cli;
+pub mod events;
+pub mod metrics;
+pub mod queue_cli;
+pub mod server;
+pub mod smtp;
+pub mod timefmt;
+pub mod tls;
+
+pub use server::{Listeners, ServeError, serve};

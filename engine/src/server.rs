@@ -1,0 +1,197 @@
+//! Wiring: `serve(config, listeners, shutdown)` opens the spool, starts the SMTP and HTTP
+//! listeners, and on shutdown stops accepting, lets transactions finish and closes the spool.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use penguin_config::Config;
+use penguin_policy::{AuthThrottle, AuthThrottleRule};
+use penguin_queue::{IdGenerator, Spool, SpoolError, SpoolOptions};
+use tokio::sync::watch;
+
+use crate::api::{self, ApiState};
+use crate::events::EventBus;
+use crate::metrics::{CommitMetrics, Metrics};
+use crate::smtp::auth::TenantDirectory;
+use crate::smtp::connection::ConnectionContext;
+use crate::smtp::listener::{ConnectionLimits, SmtpServer};
+use crate::smtp::session::{SessionParams, SessionShared, SpoolGauge};
+use crate::tls::{self, TlsSetupError};
+
+/// Most clients tracked by the AUTH lockout at once (bounded memory under a spray of addresses).
+const MAX_THROTTLED_CLIENTS: usize = 100_000;
+
+/// Sockets the server listens on, bound before `serve` so tests can bind port 0 and read the port.
+pub struct Listeners {
+    /// SMTP listeners (`smtp.listen`).
+    pub smtp: Vec<std::net::TcpListener>,
+    /// The HTTP listener (`api.listen`).
+    pub api: std::net::TcpListener,
+}
+
+/// Why the server could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A listen address could not be bound.
+    #[error("{field}: cannot listen on {address}: {source}")]
+    Bind {
+        /// The config field ("smtp.listen" or "api.listen").
+        field: &'static str,
+        /// The address.
+        address: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The TLS certificate or key cannot be used.
+    #[error(transparent)]
+    Tls(#[from] TlsSetupError),
+    /// The spool could not be opened or closed.
+    #[error("spool.path: {0}")]
+    Spool(#[from] SpoolError),
+    /// Another IO failure of the runtime.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Listeners {
+    /// Binds every address of the config.
+    pub fn bind(config: &Config) -> Result<Listeners, ServeError> {
+        let bind = |field, address: SocketAddr| {
+            std::net::TcpListener::bind(address).map_err(|source| ServeError::Bind {
+                field,
+                address,
+                source,
+            })
+        };
+        let smtp = config
+            .smtp
+            .listen
+            .iter()
+            .map(|&address| bind("smtp.listen", address))
+            .collect::<Result<_, _>>()?;
+        Ok(Listeners {
+            smtp,
+            api: bind("api.listen", config.api.listen)?,
+        })
+    }
+}
+
+impl SpoolGauge for Spool {
+    fn has_free_space(&self) -> bool {
+        Spool::has_free_space(self)
+    }
+}
+
+/// Opens the spool (running recovery) off the async runtime.
+pub async fn open_spool(config: &Config, metrics: &Arc<Metrics>) -> Result<Arc<Spool>, ServeError> {
+    let mut options = SpoolOptions::new(config.spool.path.clone());
+    options.min_free_space = config.spool.min_free_space.bytes();
+    options.max_batch_messages = config.spool.max_batch_messages;
+    options.max_batch_bytes = config.spool.max_batch_bytes.bytes() as usize;
+    options.observer = Some(Arc::new(CommitMetrics(Arc::clone(metrics))));
+    let spool = tokio::task::spawn_blocking(move || Spool::open(options))
+        .await
+        .map_err(|join| ServeError::Io(std::io::Error::other(join)))??;
+    Ok(Arc::new(spool))
+}
+
+/// Runs the server until `shutdown` completes, then stops gracefully (see the module doc).
+pub async fn serve(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let acceptor = config.tls.as_ref().map(tls::acceptor).transpose()?;
+    let metrics = Arc::new(Metrics::new());
+    let spool = open_spool(&config, &metrics).await?;
+    let recovery = spool.recovery();
+    tracing::info!(
+        messages = recovery.messages,
+        recipients = recovery.recipients,
+        duration_ms = recovery.duration.as_millis() as u64,
+        "spool recovered"
+    );
+    let smtp = smtp_server(&config, acceptor, &spool, &metrics);
+    let (stop, stopped) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    for listener in listeners.smtp {
+        listener.set_nonblocking(true)?;
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        tracing::info!(address = %listener.local_addr()?, "SMTP listening");
+        tasks.spawn(Arc::clone(&smtp).run(listener, stopped.clone()));
+    }
+    listeners.api.set_nonblocking(true)?;
+    let api_listener = tokio::net::TcpListener::from_std(listeners.api)?;
+    tracing::info!(address = %api_listener.local_addr()?, "HTTP listening");
+    let router = api::router(Arc::new(ApiState {
+        metrics: Arc::clone(&metrics),
+        spool: Arc::clone(&spool),
+    }));
+    let mut api_stopped = stopped.clone();
+    tasks.spawn(async move {
+        let until_stopped = async move {
+            let _ = api_stopped.wait_for(|stop| *stop).await;
+        };
+        let _ = axum::serve(api_listener, router)
+            .with_graceful_shutdown(until_stopped)
+            .await;
+    });
+    shutdown.await;
+    tracing::info!("shutting down: no new connections, finishing transactions in flight");
+    let _ = stop.send(true);
+    while tasks.join_next().await.is_some() {}
+    drop(smtp);
+    match Arc::try_unwrap(spool) {
+        Ok(spool) => tokio::task::spawn_blocking(move || spool.close())
+            .await
+            .map_err(|join| ServeError::Io(std::io::Error::other(join)))??,
+        Err(_) => tracing::warn!("spool still referenced at shutdown; it closes when dropped"),
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Builds the SMTP server from config.
+fn smtp_server(
+    config: &Config,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    spool: &Arc<Spool>,
+    metrics: &Arc<Metrics>,
+) -> Arc<SmtpServer> {
+    let smtp = &config.smtp;
+    let rule = AuthThrottleRule {
+        limit: smtp.auth_failure_limit,
+        window: smtp.auth_failure_window.get(),
+        lockout: smtp.auth_lockout.get(),
+    };
+    let shared = Arc::new(SessionShared {
+        params: SessionParams {
+            hostname: smtp.hostname.clone(),
+            max_message_size: smtp.max_message_size.bytes() as usize,
+            max_recipients: smtp.max_recipients,
+            max_errors: smtp.max_errors,
+            tls_available: tls.is_some(),
+        },
+        ids: IdGenerator::new(),
+        gauge: Arc::clone(spool) as Arc<dyn SpoolGauge>,
+    });
+    let context = Arc::new(ConnectionContext {
+        tenants: Arc::new(TenantDirectory::from_config(config)),
+        throttle: Arc::new(Mutex::new(AuthThrottle::new(rule, MAX_THROTTLED_CLIENTS))),
+        spool: Arc::clone(spool),
+        tls,
+        events: EventBus::new(vec![Arc::clone(metrics) as Arc<dyn crate::events::EventSink>]),
+        metrics: Arc::clone(metrics),
+        command_timeout: smtp.command_timeout.get(),
+        data_timeout: smtp.data_timeout.get(),
+    });
+    Arc::new(SmtpServer {
+        context,
+        shared,
+        limits: ConnectionLimits::new(smtp.max_connections, smtp.max_connections_per_ip),
+        relay_networks: smtp.relay_networks.clone(),
+        auth_cleartext_networks: smtp.auth_cleartext_networks.clone(),
+        shutdown_grace: smtp.shutdown_grace.get(),
+    })
+}

@@ -1,0 +1,241 @@
+//! Tenants and their credentials: SASL PLAIN/LOGIN decoding (pure) and argon2 verification.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use penguin_config::Config;
+
+/// The tenant name of clients that relay without AUTH from `relay_networks`.
+pub const RELAY_TENANT: &str = "default";
+
+/// A tenant as the SMTP server sees it: whose mail this is and which senders it may use.
+#[derive(Debug)]
+pub struct Tenant {
+    /// The tenant's name (spool, metrics and events carry it).
+    pub name: String,
+    /// Domains the tenant may use in MAIL FROM; `None` = any (the relay tenant).
+    pub sender_domains: Option<HashSet<String>>,
+}
+
+impl Tenant {
+    /// Whether MAIL FROM with this domain (any case) is allowed for the tenant.
+    pub fn may_send_from(&self, domain: &str) -> bool {
+        match &self.sender_domains {
+            None => true,
+            Some(domains) => domains.contains(&domain.to_ascii_lowercase()),
+        }
+    }
+}
+
+/// One SMTP AUTH account.
+#[derive(Debug)]
+struct Account {
+    /// The tenant the account logs into.
+    tenant: Arc<Tenant>,
+    /// PHC string of the argon2 hash (checked to parse when the config was validated).
+    password_hash: String,
+}
+
+/// All tenants with their credentials, built from the config.
+#[derive(Debug)]
+pub struct TenantDirectory {
+    /// Accounts by SMTP AUTH username.
+    accounts: HashMap<String, Account>,
+    /// The tenant of relay_networks clients.
+    relay_tenant: Arc<Tenant>,
+    /// Hash verified against when the username is unknown, so timing does not reveal valid usernames.
+    decoy_hash: String,
+}
+
+impl TenantDirectory {
+    /// Builds the directory from validated config.
+    pub fn from_config(config: &Config) -> TenantDirectory {
+        let accounts = config
+            .tenant
+            .iter()
+            .map(|tenant| {
+                let domains = tenant
+                    .sender_domains
+                    .iter()
+                    .map(|d| d.to_ascii_lowercase())
+                    .collect();
+                let account = Account {
+                    tenant: Arc::new(Tenant {
+                        name: tenant.name.clone(),
+                        sender_domains: Some(domains),
+                    }),
+                    password_hash: tenant.password_hash.clone(),
+                };
+                (tenant.username.clone(), account)
+            })
+            .collect();
+        let decoy_password: [u8; 16] = rand::random();
+        TenantDirectory {
+            accounts,
+            relay_tenant: Arc::new(Tenant {
+                name: RELAY_TENANT.to_string(),
+                sender_domains: None,
+            }),
+            decoy_hash: hash_password(&decoy_password).unwrap_or_default(),
+        }
+    }
+
+    /// The tenant of clients in relay_networks.
+    pub fn relay_tenant(&self) -> Arc<Tenant> {
+        Arc::clone(&self.relay_tenant)
+    }
+
+    /// Checks credentials (CPU-heavy: call it off the async runtime). `None` on any mismatch.
+    pub fn verify(&self, username: &str, password: &[u8]) -> Option<Arc<Tenant>> {
+        match self.accounts.get(username) {
+            Some(account) => {
+                verify_password(&account.password_hash, password).then(|| Arc::clone(&account.tenant))
+            }
+            None => {
+                verify_password(&self.decoy_hash, password);
+                None
+            }
+        }
+    }
+}
+
+/// Hashes a password as an argon2id PHC string (`penguin-mta hash-password`).
+pub fn hash_password(password: &[u8]) -> Result<String, argon2::password_hash::Error> {
+    let salt_bytes: [u8; 16] = rand::random();
+    let salt = SaltString::encode_b64(&salt_bytes)?;
+    Ok(Argon2::default().hash_password(password, &salt)?.to_string())
+}
+
+/// Verifies a password against a PHC string; false if the hash does not parse.
+fn verify_password(phc: &str, password: &[u8]) -> bool {
+    PasswordHash::new(phc).is_ok_and(|hash| Argon2::default().verify_password(password, &hash).is_ok())
+}
+
+/// Credentials a client presented.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// The authentication identity (our username).
+    pub username: String,
+    /// The password bytes.
+    pub password: Vec<u8>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a SASL response was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SaslError {
+    /// Not valid base64 or not the mechanism's format.
+    Malformed,
+    /// The client sent "*".
+    Cancelled,
+}
+
+/// Decodes one base64 SASL response line (without CRLF); "=" is an empty response.
+pub fn decode_response(line: &str) -> Result<Vec<u8>, SaslError> {
+    match line.trim() {
+        "*" => Err(SaslError::Cancelled),
+        "=" => Ok(Vec::new()),
+        text => BASE64.decode(text).map_err(|_| SaslError::Malformed),
+    }
+}
+
+/// RFC 4616 PLAIN: `[authzid] NUL authcid NUL passwd`. An authzid other than the authcid is refused.
+pub fn parse_plain(message: &[u8]) -> Result<Credentials, SaslError> {
+    let mut parts = message.split(|&b| b == 0);
+    let (Some(authzid), Some(authcid), Some(password), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(SaslError::Malformed);
+    };
+    let username = std::str::from_utf8(authcid).map_err(|_| SaslError::Malformed)?;
+    if username.is_empty() || (!authzid.is_empty() && authzid != authcid) {
+        return Err(SaslError::Malformed);
+    }
+    Ok(Credentials {
+        username: username.to_string(),
+        password: password.to_vec(),
+    })
+}
+
+/// A LOGIN username response as text.
+pub fn parse_login_username(message: &[u8]) -> Result<String, SaslError> {
+    match std::str::from_utf8(message) {
+        Ok(name) if !name.is_empty() => Ok(name.to_string()),
+        _ => Err(SaslError::Malformed),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_table() {
+        let creds = |u: &str, p: &str| {
+            Ok(Credentials {
+                username: u.into(),
+                password: p.as_bytes().to_vec(),
+            })
+        };
+        let cases: &[(&[u8], Result<Credentials, SaslError>)] = &[
+            (b"\0acme\0secret", creds("acme", "secret")),
+            (b"acme\0acme\0secret", creds("acme", "secret")),
+            (b"\0acme\0", creds("acme", "")),
+            (b"other\0acme\0secret", Err(SaslError::Malformed)),
+            (b"\0\0secret", Err(SaslError::Malformed)),
+            (b"acme\0secret", Err(SaslError::Malformed)),
+            (b"\0acme\0secret\0x", Err(SaslError::Malformed)),
+            (b"\0\xff\0x", Err(SaslError::Malformed)),
+        ];
+        for (message, expected) in cases {
+            assert_eq!(&parse_plain(message), expected, "{message:?}");
+        }
+    }
+
+    #[test]
+    fn responses_table() {
+        assert_eq!(
+            decode_response("AGFjbWUAc2VjcmV0"),
+            Ok(b"\0acme\0secret".to_vec())
+        );
+        assert_eq!(decode_response("="), Ok(Vec::new()));
+        assert_eq!(decode_response("*"), Err(SaslError::Cancelled));
+        assert_eq!(decode_response("not base64!"), Err(SaslError::Malformed));
+    }
+
+    #[test]
+    fn hash_then_verify() {
+        let hash = hash_password(b"correct horse").expect("hash");
+        assert!(hash.starts_with("$argon2id$"));
+        assert!(verify_password(&hash, b"correct horse"));
+        assert!(!verify_password(&hash, b"wrong"));
+        assert!(!verify_password("not a phc string", b"x"));
+    }
+
+    #[test]
+    fn tenant_sender_domains() {
+        let tenant = Tenant {
+            name: "acme".into(),
+            sender_domains: Some(["acme.example".to_string()].into()),
+        };
+        assert!(tenant.may_send_from("ACME.example"));
+        assert!(!tenant.may_send_from("evil.example"));
+        assert!(!tenant.may_send_from("sub.acme.example"));
+        let relay = Tenant {
+            name: RELAY_TENANT.into(),
+            sender_domains: None,
+        };
+        assert!(relay.may_send_from("anything.example"));
+    }
+}

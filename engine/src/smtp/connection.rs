@@ -1,0 +1,353 @@
+//! The IO driver of one SMTP connection: reads bytes, feeds the [`Session`], performs its steps.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::{Buf, BytesMut};
+use penguin_policy::{AuthThrottle, ThrottleDecision};
+use penguin_queue::Spool;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use super::auth::TenantDirectory;
+use super::codec::{CommandFramer, Frame};
+use super::headers::TlsInfo;
+use super::listener::ConnectionSlot;
+use super::reply::{Reply, replies};
+use super::session::{Accepted, AuthOutcome, ReadMode, Session, Step};
+use crate::events::{Event, EventBus, Reception};
+use crate::metrics::Metrics;
+use crate::timefmt;
+
+/// Input buffer size per read.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// What every connection of a server shares.
+pub struct ConnectionContext {
+    /// Tenants and credentials.
+    pub tenants: Arc<TenantDirectory>,
+    /// AUTH failure lockout.
+    pub throttle: Arc<Mutex<AuthThrottle>>,
+    /// The durable queue.
+    pub spool: Arc<Spool>,
+    /// STARTTLS, when a certificate is configured.
+    pub tls: Option<TlsAcceptor>,
+    /// The event stream.
+    pub events: EventBus,
+    /// Metrics of the server.
+    pub metrics: Arc<Metrics>,
+    /// Idle timeout while waiting for a command.
+    pub command_timeout: Duration,
+    /// Timeout while waiting for DATA/BDAT content.
+    pub data_timeout: Duration,
+}
+
+/// How a driven stream ended.
+enum Ending {
+    /// The connection is over.
+    Closed,
+    /// The client asked for TLS: upgrade the TCP stream and go on.
+    StartTls,
+}
+
+/// Buffers of one connection, kept across the STARTTLS upgrade (input is cleared there).
+struct Buffers {
+    /// Bytes read and not yet consumed.
+    input: BytesMut,
+    /// Replies not yet written.
+    output: Vec<u8>,
+    /// Command line splitter.
+    framer: CommandFramer,
+}
+
+/// Runs one connection to its end. `shutdown` turns true when the server stops. `slot` is the
+/// connection's hold on the connection limits: it is released before the server signals the close
+/// (FIN), so a client that saw its session end may reconnect at once.
+pub async fn handle(
+    context: Arc<ConnectionContext>,
+    tcp: TcpStream,
+    mut session: Session,
+    shutdown: watch::Receiver<bool>,
+    slot: ConnectionSlot,
+) {
+    let mut buffers = Buffers {
+        input: BytesMut::with_capacity(READ_CHUNK),
+        output: Vec::new(),
+        framer: CommandFramer::default(),
+    };
+    session.greeting().write_to(&mut buffers.output);
+    let mut tcp = tcp;
+    let mut driver = Driver {
+        context: &context,
+        session: &mut session,
+        shutdown,
+        slot: Some(slot),
+    };
+    match driver.drive(&mut tcp, &mut buffers).await {
+        Ok(Ending::StartTls) => {}
+        Ok(Ending::Closed) | Err(_) => return,
+    }
+    let Some(acceptor) = context.tls.clone() else {
+        return;
+    };
+    let handshake = tokio::time::timeout(context.command_timeout, acceptor.accept(tcp)).await;
+    let Ok(Ok(mut tls)) = handshake else { return };
+    let (_, connection) = tls.get_ref();
+    let info = TlsInfo {
+        version: match connection.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".into(),
+            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".into(),
+            other => format!("{other:?}"),
+        },
+        cipher: connection
+            .negotiated_cipher_suite()
+            .map_or("unknown".into(), |s| {
+                s.suite().as_str().unwrap_or("unknown").into()
+            }),
+    };
+    driver.session.on_tls_established(info);
+    buffers.input.clear();
+    buffers.framer = CommandFramer::default();
+    // A second STARTTLS is refused by the session, so this cannot ask for another upgrade.
+    let _ = driver.drive(&mut tls, &mut buffers).await;
+}
+
+/// The loop state of one connection.
+struct Driver<'a> {
+    /// Server-wide context.
+    context: &'a ConnectionContext,
+    /// The protocol state machine.
+    session: &'a mut Session,
+    /// Server shutdown signal.
+    shutdown: watch::Receiver<bool>,
+    /// The connection-limit slot, given back in `close` before the FIN (else dropped with the driver).
+    slot: Option<ConnectionSlot>,
+}
+
+impl Driver<'_> {
+    /// Processes input until the connection closes or asks for TLS.
+    async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        stream: &mut S,
+        buffers: &mut Buffers,
+    ) -> std::io::Result<Ending> {
+        loop {
+            let step = match self.next_step(buffers) {
+                Some(step) => step,
+                None => {
+                    if let Some(ending) = self.wait_for_input(stream, buffers).await? {
+                        return Ok(ending);
+                    }
+                    continue;
+                }
+            };
+            if let Some(ending) = self.perform(step, stream, buffers).await? {
+                return Ok(ending);
+            }
+        }
+    }
+
+    /// Feeds buffered input to the session; `None` when more bytes are needed.
+    fn next_step(&mut self, buffers: &mut Buffers) -> Option<Step> {
+        let now = SystemTime::now();
+        match self.session.read_mode() {
+            ReadMode::Line(max_len) => match buffers.framer.next_frame(&buffers.input, max_len) {
+                Frame::Line { len } => {
+                    let more_input = buffers.input.len() > len;
+                    let step = self.session.on_line(&buffers.input[..len], more_input, now);
+                    buffers.input.advance(len);
+                    Some(step)
+                }
+                Frame::Invalid { consumed, error } => {
+                    buffers.input.advance(consumed);
+                    Some(self.session.on_line_error(error))
+                }
+                Frame::NeedMore { consumed } => {
+                    buffers.input.advance(consumed);
+                    None
+                }
+            },
+            ReadMode::Data | ReadMode::Chunk(_) if buffers.input.is_empty() => None,
+            ReadMode::Data => {
+                let (consumed, step) = self.session.feed_data(&buffers.input, now);
+                buffers.input.advance(consumed);
+                step.or(Some(Step::ReadMore))
+            }
+            ReadMode::Chunk(_) => {
+                let (consumed, step) = self.session.feed_chunk(&buffers.input, now);
+                buffers.input.advance(consumed);
+                step.or(Some(Step::ReadMore))
+            }
+        }
+    }
+
+    /// Flushes replies, then reads more input (with the timeout of the read mode), or ends the
+    /// session when the server shuts down between transactions.
+    async fn wait_for_input<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        stream: &mut S,
+        buffers: &mut Buffers,
+    ) -> std::io::Result<Option<Ending>> {
+        flush(stream, &mut buffers.output).await?;
+        let in_content = !matches!(self.session.read_mode(), ReadMode::Line(_));
+        let timeout = if in_content {
+            self.context.data_timeout
+        } else {
+            self.context.command_timeout
+        };
+        if buffers.input.capacity() - buffers.input.len() < READ_CHUNK {
+            buffers.input.reserve(READ_CHUNK);
+        }
+        loop {
+            if *self.shutdown.borrow() && !self.session.in_transaction() {
+                return self
+                    .close(stream, buffers, replies::shutting_down(self.session.hostname()))
+                    .await;
+            }
+            tokio::select! {
+                read = tokio::time::timeout(timeout, stream.read_buf(&mut buffers.input)) => {
+                    return match read {
+                        Ok(Ok(0)) | Ok(Err(_)) => Ok(Some(Ending::Closed)),
+                        Ok(Ok(_)) => Ok(None),
+                        Err(_) => self.close(stream, buffers, replies::timeout(self.session.hostname())).await,
+                    };
+                }
+                changed = self.shutdown.changed() => {
+                    if changed.is_err() {
+                        // The server dropped its sender: treat as shutdown.
+                        return self.close(stream, buffers, replies::shutting_down(self.session.hostname())).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes a final reply and ends the connection.
+    async fn close<S: AsyncWrite + Unpin>(
+        &mut self,
+        stream: &mut S,
+        buffers: &mut Buffers,
+        reply: Reply,
+    ) -> std::io::Result<Option<Ending>> {
+        reply.write_to(&mut buffers.output);
+        flush(stream, &mut buffers.output).await?;
+        // Free the slot before the client can see the close, so its reconnect finds it free.
+        self.slot.take();
+        let _ = stream.shutdown().await;
+        Ok(Some(Ending::Closed))
+    }
+
+    /// Performs one step (and the steps it leads to).
+    async fn perform<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        mut step: Step,
+        stream: &mut S,
+        buffers: &mut Buffers,
+    ) -> std::io::Result<Option<Ending>> {
+        loop {
+            step = match step {
+                Step::Reply(reply) => {
+                    reply.write_to(&mut buffers.output);
+                    return Ok(None);
+                }
+                Step::ReadMore => return Ok(None),
+                Step::Close(reply) => return self.close(stream, buffers, reply).await,
+                Step::StartTls(reply) => {
+                    reply.write_to(&mut buffers.output);
+                    flush(stream, &mut buffers.output).await?;
+                    // Anything the client sent behind STARTTLS was sent in the clear before the
+                    // handshake: never execute it (CVE-2011-0411).
+                    buffers.input.clear();
+                    return Ok(Some(Ending::StartTls));
+                }
+                Step::Verify(credentials) => {
+                    let outcome = self.verify(credentials).await;
+                    self.session.on_verified(outcome)
+                }
+                Step::Enqueue(accepted) => self.enqueue(*accepted).await,
+            };
+        }
+    }
+
+    /// Checks credentials off the runtime, with the failure lockout.
+    async fn verify(&mut self, credentials: super::auth::Credentials) -> AuthOutcome {
+        let ip = self.session.peer_ip();
+        if self.throttle_check(|throttle| throttle.check(ip, Instant::now())) {
+            return AuthOutcome::LockedOut;
+        }
+        let tenants = Arc::clone(&self.context.tenants);
+        let verified =
+            tokio::task::spawn_blocking(move || tenants.verify(&credentials.username, &credentials.password))
+                .await;
+        match verified {
+            Ok(Some(tenant)) => AuthOutcome::Success(tenant),
+            _ => {
+                self.context.metrics.auth_failures.inc();
+                if self.throttle_check(|throttle| throttle.record_failure(ip, Instant::now())) {
+                    AuthOutcome::LockedOut
+                } else {
+                    AuthOutcome::Failure
+                }
+            }
+        }
+    }
+
+    /// Runs `decide` on the shared throttle; true when the client is locked out.
+    fn throttle_check(&self, decide: impl FnOnce(&mut AuthThrottle) -> ThrottleDecision) -> bool {
+        let mut throttle = self
+            .context
+            .throttle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        matches!(decide(&mut throttle), ThrottleDecision::LockedOut { .. })
+    }
+
+    /// Writes the message durably, emits the reception event, and returns the final reply step.
+    async fn enqueue(&mut self, accepted: Accepted) -> Step {
+        let started = std::time::Instant::now();
+        let Accepted {
+            message,
+            tls,
+            client_ip,
+        } = accepted;
+        let id = message.id;
+        let envelope = &message.envelope;
+        let reception = Reception {
+            timestamp_ms: 0,
+            id,
+            tenant: envelope.tenant.clone(),
+            campaign: envelope.campaign.clone(),
+            sender: envelope.sender.clone(),
+            recipients: envelope.recipients.len(),
+            size: envelope.size,
+            client_ip,
+            tls,
+        };
+        let result = self.context.spool.enqueue(message).await;
+        if result.is_ok() {
+            self.context
+                .metrics
+                .smtp_ack_seconds
+                .observe(started.elapsed().as_secs_f64());
+            let timestamp_ms = timefmt::unix_millis(SystemTime::now());
+            self.context.events.emit(Event::Reception(Reception {
+                timestamp_ms,
+                ..reception
+            }));
+        }
+        self.session.on_enqueued(id, result)
+    }
+}
+
+/// Writes and clears pending output.
+async fn flush<S: AsyncWrite + Unpin>(stream: &mut S, output: &mut Vec<u8>) -> std::io::Result<()> {
+    if output.is_empty() {
+        return Ok(());
+    }
+    stream.write_all(output).await?;
+    stream.flush().await?;
+    output.clear();
+    Ok(())
+}

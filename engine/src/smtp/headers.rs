@@ -1,0 +1,227 @@
+//! What reception adds to and reads from a message's header: the Received trace field,
+//! Message-ID and Date when missing, and the campaign from `X-Campaign-ID`.
+
+use std::net::IpAddr;
+use std::time::SystemTime;
+
+use memchr::memchr;
+
+use crate::timefmt;
+
+/// The campaign of messages without an `X-Campaign-ID` header.
+pub const DEFAULT_CAMPAIGN: &str = "default";
+/// Longest accepted campaign id.
+pub const MAX_CAMPAIGN_LEN: usize = 128;
+
+/// TLS parameters of a session, for the Received field and events.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsInfo {
+    /// e.g. "TLSv1.3".
+    pub version: String,
+    /// e.g. "TLS13_AES_256_GCM_SHA384".
+    pub cipher: String,
+}
+
+/// Everything the Received field says about how a message arrived.
+#[derive(Debug)]
+pub struct Trace<'a> {
+    /// Our host name (`by`).
+    pub hostname: &'a str,
+    /// The client's EHLO/HELO argument (`from`).
+    pub helo: &'a str,
+    /// The client's address.
+    pub client_ip: IpAddr,
+    /// EHLO (true) or HELO.
+    pub esmtp: bool,
+    /// TLS in use, if any.
+    pub tls: Option<&'a TlsInfo>,
+    /// The tenant, when the client authenticated.
+    pub authenticated_tenant: Option<&'a str>,
+    /// The queue id of the message.
+    pub queue_id: &'a str,
+    /// The recipient, named only when there is exactly one (RFC 5321 §4.4 privacy).
+    pub single_recipient: Option<&'a str>,
+    /// Time of reception.
+    pub now: SystemTime,
+}
+
+/// Iterates the header fields of `content` as (name, raw value with folding), up to the blank line.
+pub fn header_fields(content: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    let mut rest = content;
+    std::iter::from_fn(move || {
+        if rest.is_empty() || rest.starts_with(b"\r\n") || rest.starts_with(b"\n") {
+            return None;
+        }
+        let mut end = 0;
+        loop {
+            let line_end = memchr(b'\n', &rest[end..]).map_or(rest.len(), |pos| end + pos + 1);
+            end = line_end;
+            if !matches!(rest.get(end), Some(b' ' | b'\t')) {
+                break;
+            }
+        }
+        let field = &rest[..end];
+        rest = &rest[end..];
+        let colon = memchr(b':', field)?;
+        Some((&field[..colon], &field[colon + 1..]))
+    })
+}
+
+/// Why the campaign header was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BadCampaign;
+
+/// The campaign from the first `X-Campaign-ID` field: unfolded, trimmed, 1–128 printable ASCII.
+pub fn campaign_of(content: &[u8]) -> Result<String, BadCampaign> {
+    let Some((_, raw)) = header_fields(content).find(|(name, _)| name.eq_ignore_ascii_case(b"x-campaign-id"))
+    else {
+        return Ok(DEFAULT_CAMPAIGN.to_string());
+    };
+    let unfolded: Vec<u8> = raw
+        .iter()
+        .copied()
+        .filter(|&b| b != b'\r' && b != b'\n')
+        .collect();
+    let value = unfolded.trim_ascii();
+    if value.is_empty() {
+        return Ok(DEFAULT_CAMPAIGN.to_string());
+    }
+    if value.len() > MAX_CAMPAIGN_LEN || !value.iter().all(|b| b.is_ascii_graphic()) {
+        return Err(BadCampaign);
+    }
+    Ok(String::from_utf8_lossy(value).into_owned())
+}
+
+/// The header text to put in front of the client's content: Received, then Message-ID and Date
+/// if the content has none.
+pub fn prefix_for(content: &[u8], trace: &Trace<'_>) -> Vec<u8> {
+    let mut prefix = received_field(trace).into_bytes();
+    let (mut has_message_id, mut has_date) = (false, false);
+    for (name, _) in header_fields(content) {
+        has_message_id |= name.eq_ignore_ascii_case(b"message-id");
+        has_date |= name.eq_ignore_ascii_case(b"date");
+    }
+    if !has_message_id {
+        prefix
+            .extend_from_slice(format!("Message-ID: <{}@{}>\r\n", trace.queue_id, trace.hostname).as_bytes());
+    }
+    if !has_date {
+        prefix.extend_from_slice(format!("Date: {}\r\n", timefmt::rfc5322(trace.now)).as_bytes());
+    }
+    prefix
+}
+
+/// The Received field (RFC 5321 §4.4, protocol names from RFC 3848).
+fn received_field(trace: &Trace<'_>) -> String {
+    let protocol = match (
+        trace.esmtp,
+        trace.tls.is_some(),
+        trace.authenticated_tenant.is_some(),
+    ) {
+        (false, _, _) => "SMTP",
+        (true, false, false) => "ESMTP",
+        (true, true, false) => "ESMTPS",
+        (true, false, true) => "ESMTPA",
+        (true, true, true) => "ESMTPSA",
+    };
+    let helo: String = trace
+        .helo
+        .chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(255)
+        .collect();
+    let mut field = format!(
+        "Received: from {helo} ([{}])\r\n\tby {} (penguin-mta) with {protocol} id {}",
+        trace.client_ip, trace.hostname, trace.queue_id
+    );
+    if let Some(tls) = trace.tls {
+        field.push_str(&format!(
+            "\r\n\t(using {} with cipher {})",
+            tls.version, tls.cipher
+        ));
+    }
+    if let Some(tenant) = trace.authenticated_tenant {
+        field.push_str(&format!("\r\n\t(authenticated tenant {tenant})"));
+    }
+    if let Some(recipient) = trace.single_recipient {
+        field.push_str(&format!("\r\n\tfor <{recipient}>"));
+    }
+    field.push_str(&format!(";\r\n\t{}\r\n", timefmt::rfc5322(trace.now)));
+    field
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn header_fields_handle_folding_and_stop_at_the_body() {
+        let content = b"Subject: a\r\n b\r\nX-Campaign-ID: c1\r\n\r\nX-Campaign-ID: body\r\n";
+        let fields: Vec<_> = header_fields(content).collect();
+        assert_eq!(
+            fields,
+            vec![
+                (&b"Subject"[..], &b" a\r\n b\r\n"[..]),
+                (&b"X-Campaign-ID"[..], &b" c1\r\n"[..])
+            ]
+        );
+    }
+
+    #[test]
+    fn campaign_table() {
+        let cases: &[(&[u8], Result<&str, BadCampaign>)] = &[
+            (b"Subject: x\r\n\r\nbody\r\n", Ok("default")),
+            (b"x-campaign-id:  spring-2026 \r\n\r\n", Ok("spring-2026")),
+            (b"X-Campaign-ID: a\r\n b\r\n\r\n", Err(BadCampaign)),
+            (b"X-Campaign-ID:\r\n\r\n", Ok("default")),
+            (
+                b"X-Campaign-ID: first\r\nX-Campaign-ID: second\r\n\r\n",
+                Ok("first"),
+            ),
+            (b"Subject: x\r\n\r\nX-Campaign-ID: in-body\r\n", Ok("default")),
+            ("X-Campaign-ID: caf\u{e9}\r\n\r\n".as_bytes(), Err(BadCampaign)),
+        ];
+        for (content, expected) in cases {
+            let expected = expected.map(str::to_string);
+            assert_eq!(
+                campaign_of(content),
+                expected,
+                "{:?}",
+                String::from_utf8_lossy(content)
+            );
+        }
+        let long = format!("X-Campaign-ID: {}\r\n\r\n", "c".repeat(129));
+        assert_eq!(campaign_of(long.as_bytes()), Err(BadCampaign));
+    }
+
+    #[test]
+    fn prefix_adds_missing_fields_only() {
+        let tls = TlsInfo {
+            version: "TLSv1.3".into(),
+            cipher: "TLS13_AES_128_GCM_SHA256".into(),
+        };
+        let trace = Trace {
+            hostname: "mta.example.test",
+            helo: "client.example",
+            client_ip: "127.0.0.1".parse().expect("ip"),
+            esmtp: true,
+            tls: Some(&tls),
+            authenticated_tenant: Some("acme"),
+            queue_id: "0123456789ABCDEF01234567",
+            single_recipient: Some("bob@example.com"),
+            now: UNIX_EPOCH + Duration::from_secs(1_795_638_425),
+        };
+        let prefix = String::from_utf8(prefix_for(b"Subject: x\r\n\r\nhi\r\n", &trace)).expect("ascii");
+        assert_eq!(
+            prefix,
+            "Received: from client.example ([127.0.0.1])\r\n\tby mta.example.test (penguin-mta) with ESMTPSA \
+             id 0123456789ABCDEF01234567\r\n\t(using TLSv1.3 with cipher TLS13_AES_128_GCM_SHA256)\r\n\t\
+             (authenticated tenant acme)\r\n\tfor <bob@example.com>;\r\n\tWed, 25 Nov 2026 20:27:05 +0000\r\n\
+             Message-ID: <0123456789ABCDEF01234567@mta.example.test>\r\nDate: Wed, 25 Nov 2026 20:27:05 +0000\r\n"
+        );
+        let complete = b"Date: x\r\nMessage-Id: <a@b>\r\n\r\n";
+        let prefix = String::from_utf8(prefix_for(complete, &trace)).expect("ascii");
+        assert!(!prefix.contains("Message-ID:") && !prefix.contains("\r\nDate:"));
+    }
+}

@@ -1,0 +1,131 @@
+//! RocksDB layout and tuning, shared by the read-write spool and the read-only reader.
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, DBRecoveryMode,
+    Options,
+};
+
+use crate::error::SpoolError;
+
+/// Column family of envelope records (key: message id, value: [`crate::codec`] record).
+pub(crate) const CF_ENVELOPES: &str = "envelopes";
+/// Column family of message bodies (key: message id, value: the body bytes).
+pub(crate) const CF_BODIES: &str = "bodies";
+
+const MIB: usize = 1024 * 1024;
+/// Memtable size per column family.
+const WRITE_BUFFER_BYTES: usize = 64 * MIB;
+/// Block cache shared by both column families: envelopes and bodies read back for delivery.
+const BLOCK_CACHE_BYTES: usize = 128 * MIB;
+/// Bodies at least this large go to blob files, out of the LSM tree: they are written once and deleted
+/// whole, so keeping them out of compactions saves most of the write amplification.
+const MIN_BLOB_BYTES: u64 = 4096;
+
+/// Database-wide options.
+fn db_options(create: bool) -> Options {
+    let mut opts = Options::default();
+    opts.create_if_missing(create);
+    opts.create_missing_column_families(create);
+    // A torn tail of the WAL (crash during a write) loses only unacknowledged batches: recover up to it.
+    opts.set_wal_recovery_mode(DBRecoveryMode::PointInTime);
+    opts.set_max_background_jobs(2);
+    opts.set_max_total_wal_size(4 * WRITE_BUFFER_BYTES as u64);
+    opts.set_keep_log_file_num(4);
+    opts.set_max_log_file_size(16 * MIB);
+    opts.set_bytes_per_sync(MIB as u64);
+    opts
+}
+
+/// Options of one column family.
+fn cf_options(cache: &Cache, bodies: bool) -> Options {
+    let mut table = BlockBasedOptions::default();
+    table.set_block_cache(cache);
+    if !bodies {
+        table.set_bloom_filter(10.0, false);
+    }
+    let mut opts = Options::default();
+    opts.set_block_based_table_factory(&table);
+    opts.set_write_buffer_size(WRITE_BUFFER_BYTES);
+    opts.set_compression_type(DBCompressionType::Lz4);
+    opts.set_level_compaction_dynamic_level_bytes(true);
+    if bodies {
+        opts.set_enable_blob_files(true);
+        opts.set_min_blob_size(MIN_BLOB_BYTES);
+        opts.set_blob_compression_type(DBCompressionType::Lz4);
+        opts.set_enable_blob_gc(true);
+    }
+    opts
+}
+
+fn descriptors() -> Vec<ColumnFamilyDescriptor> {
+    let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
+    vec![
+        ColumnFamilyDescriptor::new(CF_ENVELOPES, cf_options(&cache, false)),
+        ColumnFamilyDescriptor::new(CF_BODIES, cf_options(&cache, true)),
+    ]
+}
+
+/// Opens (creating if missing) the spool database for reading and writing.
+pub(crate) fn open_read_write(path: &Path) -> Result<DB, SpoolError> {
+    std::fs::create_dir_all(path)
+        .map_err(|e| SpoolError::Storage(format!("cannot create spool directory {}: {e}", path.display())))?;
+    DB::open_cf_descriptors(&db_options(true), path, descriptors()).map_err(SpoolError::from_rocksdb)
+}
+
+/// Opens an existing spool read-only; works while a server has it open (the WAL is replayed into this
+/// handle's memory, nothing on disk changes).
+pub(crate) fn open_read_only(path: &Path) -> Result<DB, SpoolError> {
+    if !path.join("CURRENT").is_file() {
+        return Err(SpoolError::Storage(format!(
+            "no spool at {} (no RocksDB CURRENT file)",
+            path.display()
+        )));
+    }
+    DB::open_cf_descriptors_read_only(&db_options(false), path, descriptors(), false)
+        .map_err(SpoolError::from_rocksdb)
+}
+
+/// A column family handle; every spool database has both.
+pub(crate) fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a ColumnFamily, SpoolError> {
+    db.cf_handle(name)
+        .ok_or_else(|| SpoolError::Storage(format!("column family {name} missing")))
+}
+
+/// Bytes available to unprivileged users on the file system holding `path` (statvfs), or `None` if it
+/// cannot be determined.
+pub(crate) fn available_bytes(path: &Path) -> Option<u64> {
+    let c_path = CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs is plain old data, for which all-zero bytes are a valid value.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: c_path is a valid NUL-terminated string and stat a valid, writable statvfs.
+    let rc = unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) };
+    if rc != 0 {
+        return None;
+    }
+    #[allow(clippy::useless_conversion)] // The field types differ between platforms.
+    let (blocks, block_size) = (u64::from(stat.f_bavail), u64::from(stat.f_frsize));
+    Some(blocks.saturating_mul(block_size))
+}
+
+/// Reads and decodes the envelope of `id`.
+pub(crate) fn get_envelope(db: &DB, id: crate::MessageId) -> Result<Option<crate::Envelope>, SpoolError> {
+    let value = db
+        .get_pinned_cf(cf(db, CF_ENVELOPES)?, id.as_bytes())
+        .map_err(SpoolError::from_rocksdb)?;
+    match value {
+        Some(bytes) => crate::codec::decode(&bytes)
+            .map(Some)
+            .map_err(|e| SpoolError::corrupt(id.as_bytes(), e)),
+        None => Ok(None),
+    }
+}
+
+/// Reads the body of `id`.
+pub(crate) fn get_body(db: &DB, id: crate::MessageId) -> Result<Option<Vec<u8>>, SpoolError> {
+    db.get_cf(cf(db, CF_BODIES)?, id.as_bytes())
+        .map_err(SpoolError::from_rocksdb)
+}

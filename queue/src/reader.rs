@@ -1,0 +1,77 @@
+//! A read-only view of a spool, for the CLI (`penguin-mta queue ls/summary`).
+
+use std::path::Path;
+
+use rocksdb::{DB, IteratorMode};
+
+use crate::codec;
+use crate::db::{self, CF_BODIES, CF_ENVELOPES};
+use crate::envelope::{Envelope, QueueSummary};
+use crate::error::SpoolError;
+use crate::id::MessageId;
+
+/// A read-only handle on a spool directory. Works while a server process has the spool open (it reads a
+/// consistent point-in-time view, replaying the WAL in its own memory) and while the server is stopped.
+pub struct SpoolReader {
+    /// The database, opened read-only.
+    db: DB,
+}
+
+impl SpoolReader {
+    /// Opens the spool at `path` read-only; an error says so if there is no spool there.
+    pub fn open(path: &Path) -> Result<SpoolReader, SpoolError> {
+        let db = db::open_read_only(path)?;
+        db::cf(&db, CF_ENVELOPES)?;
+        db::cf(&db, CF_BODIES)?;
+        Ok(SpoolReader { db })
+    }
+
+    /// Every stored message's envelope, in id (creation) order. A record that cannot be decoded is an
+    /// `Err` item; iteration goes on after it.
+    pub fn messages(&self) -> impl Iterator<Item = Result<(MessageId, Envelope), SpoolError>> + '_ {
+        let (missing, iter) = match db::cf(&self.db, CF_ENVELOPES) {
+            Ok(cf) => (None, Some(self.db.iterator_cf(cf, IteratorMode::Start))),
+            Err(error) => (Some(Err(error)), None),
+        };
+        missing.into_iter().chain(iter.into_iter().flatten().map(|item| {
+            let (key, value) = item.map_err(SpoolError::from_rocksdb)?;
+            let id = MessageId::from_slice(&key)
+                .ok_or_else(|| SpoolError::corrupt(&key, "key is not 12 bytes"))?;
+            let envelope = codec::decode(&value).map_err(|e| SpoolError::corrupt(&key, e))?;
+            Ok((id, envelope))
+        }))
+    }
+
+    /// The ids of every stored body, in id order (with [`SpoolReader::messages`], shows that every
+    /// envelope has its body and vice versa).
+    pub fn body_ids(&self) -> impl Iterator<Item = Result<MessageId, SpoolError>> + '_ {
+        let (missing, iter) = match db::cf(&self.db, CF_BODIES) {
+            Ok(cf) => (None, Some(self.db.iterator_cf(cf, IteratorMode::Start))),
+            Err(error) => (Some(Err(error)), None),
+        };
+        missing.into_iter().chain(iter.into_iter().flatten().map(|item| {
+            let (key, _) = item.map_err(SpoolError::from_rocksdb)?;
+            MessageId::from_slice(&key).ok_or_else(|| SpoolError::corrupt(&key, "key is not 12 bytes"))
+        }))
+    }
+
+    /// Reads one envelope.
+    pub fn read_envelope(&self, id: MessageId) -> Result<Option<Envelope>, SpoolError> {
+        db::get_envelope(&self.db, id)
+    }
+
+    /// Reads one body.
+    pub fn read_body(&self, id: MessageId) -> Result<Option<Vec<u8>>, SpoolError> {
+        db::get_body(&self.db, id)
+    }
+
+    /// Counts queued messages and recipients by tenant, campaign and domain; fails on the first record
+    /// that cannot be read.
+    pub fn summary(&self) -> Result<QueueSummary, SpoolError> {
+        let mut summary = QueueSummary::default();
+        for item in self.messages() {
+            summary.add(&item?.1);
+        }
+        Ok(summary)
+    }
+}

@@ -1,0 +1,334 @@
+//! The durable spool: RocksDB plus the group-commit writer plus the schedule index.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use rocksdb::DB;
+use tokio::sync::oneshot;
+
+use crate::codec;
+use crate::db::{self, CF_BODIES, CF_ENVELOPES};
+use crate::envelope::{Envelope, NewMessage};
+use crate::error::SpoolError;
+use crate::id::MessageId;
+use crate::index::ScheduleIndex;
+use crate::recovery::{RecoveryReport, recover};
+use crate::writer::{Ack, Counters, Op, Outcome, Request, Schedule, Writer};
+
+/// Told about every committed batch, on the writer thread, after the sync and before the acks. Keep it
+/// cheap: the writer waits for it.
+pub trait CommitObserver: Send + Sync + 'static {
+    /// A batch of `messages` requests (enqueues, updates, deletes) holding `bytes` bytes was written;
+    /// the write (with its WAL sync) took `sync`.
+    fn on_commit(&self, messages: usize, bytes: usize, sync: Duration);
+}
+
+/// How to open a [`Spool`].
+#[derive(Clone)]
+pub struct SpoolOptions {
+    /// The spool directory (created if missing).
+    pub path: PathBuf,
+    /// fsync the WAL on every batch. True in production; false only for tests and benchmarks that do
+    /// not need durability.
+    pub sync: bool,
+    /// Most requests written in one batch.
+    pub max_batch_messages: usize,
+    /// A batch takes no more requests once it holds this many bytes (one large message may exceed it).
+    pub max_batch_bytes: usize,
+    /// [`Spool::has_free_space`] is false when the spool's file system has fewer bytes available.
+    pub min_free_space: u64,
+    /// Told about every committed batch.
+    pub observer: Option<Arc<dyn CommitObserver>>,
+}
+
+impl SpoolOptions {
+    /// Production defaults: sync on, batches of up to 512 messages or 32 MiB, no free-space minimum,
+    /// no observer.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        SpoolOptions {
+            path: path.into(),
+            sync: true,
+            max_batch_messages: 512,
+            max_batch_bytes: 32 * 1024 * 1024,
+            min_free_space: 0,
+            observer: None,
+        }
+    }
+}
+
+impl fmt::Debug for SpoolOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SpoolOptions")
+            .field("path", &self.path)
+            .field("sync", &self.sync)
+            .field("max_batch_messages", &self.max_batch_messages)
+            .field("max_batch_bytes", &self.max_batch_bytes)
+            .field("min_free_space", &self.min_free_space)
+            .field("observer", &self.observer.as_ref().map(|_| "CommitObserver"))
+            .finish()
+    }
+}
+
+/// Totals of the writer's batches since the spool was opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CommitStats {
+    /// Batches written (each one WAL sync when sync is on).
+    pub commits: u64,
+    /// Requests in those batches; `requests / commits` is the mean batch size.
+    pub requests: u64,
+    /// Bytes in those batches.
+    pub bytes: u64,
+    /// Batches whose write failed (every request in them got the error).
+    pub failed_commits: u64,
+}
+
+/// How long a free-space answer is reused.
+const FREE_SPACE_TTL: Duration = Duration::from_secs(1);
+
+/// The durable message spool. Share it as `Arc<Spool>`; every method takes `&self` except `close`.
+pub struct Spool {
+    /// The database, shared with the writer thread.
+    db: Arc<DB>,
+    /// Requests to the writer; `None` once closing (dropping it lets the writer drain and stop).
+    tx: Option<Sender<Request>>,
+    /// The writer thread, joined on close.
+    writer: Option<JoinHandle<()>>,
+    /// Queued messages by due time; the writer updates it after each commit.
+    index: Arc<Mutex<ScheduleIndex>>,
+    /// What the recovery scan found.
+    recovery: RecoveryReport,
+    /// The spool directory, for statvfs.
+    path: PathBuf,
+    /// See [`SpoolOptions::min_free_space`].
+    min_free_space: u64,
+    /// The last free-space answer and when it was computed.
+    free_space: Mutex<Option<(Instant, bool)>>,
+    /// Batch totals, written by the writer.
+    counters: Arc<Counters>,
+    /// Set once `close` ran, so that `Drop` does not repeat it.
+    closed: bool,
+}
+
+impl Spool {
+    /// Opens (creating if missing) the spool, runs recovery (scans the envelopes and rebuilds the index
+    /// with every message that has at least one queued recipient) and starts the writer thread.
+    pub fn open(options: SpoolOptions) -> Result<Spool, SpoolError> {
+        let db = Arc::new(db::open_read_write(&options.path)?);
+        let mut index = ScheduleIndex::new();
+        let recovery = recover(&db, &mut index)?;
+        let index = Arc::new(Mutex::new(index));
+        let counters = Arc::new(Counters::default());
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let writer = Writer {
+            db: Arc::clone(&db),
+            rx,
+            index: Arc::clone(&index),
+            sync: options.sync,
+            max_batch_messages: options.max_batch_messages,
+            max_batch_bytes: options.max_batch_bytes,
+            observer: options.observer,
+            counters: Arc::clone(&counters),
+        }
+        .spawn()?;
+        Ok(Spool {
+            db,
+            tx: Some(tx),
+            writer: Some(writer),
+            index,
+            recovery,
+            path: options.path,
+            min_free_space: options.min_free_space,
+            free_space: Mutex::new(None),
+            counters,
+            closed: false,
+        })
+    }
+
+    /// Durable enqueue: resolves once the batch holding this message is written and synced, and the
+    /// message is in the index (if it has a queued recipient). Envelope and body go into the same
+    /// batch, so a crash never leaves half a message. Cancelling the future does not cancel the write.
+    pub async fn enqueue(&self, message: NewMessage) -> Result<(), SpoolError> {
+        self.submit_async(insert_op(message)).await.map(|_| ())
+    }
+
+    /// [`Spool::enqueue`] for threads that are not async tasks: blocks until the message is durable.
+    /// Do not call it on an async runtime's worker thread.
+    pub fn enqueue_blocking(&self, message: NewMessage) -> Result<(), SpoolError> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.send(Request {
+            op: insert_op(message),
+            ack: Ack::Blocking(tx),
+        })?;
+        rx.recv().map_err(|_| SpoolError::Closed)?.map(|_| ())
+    }
+
+    /// Durably replaces the envelope of a stored message (delivery outcomes, attempts, next due time).
+    /// If a recipient is still queued, the message is (re)scheduled at `next_attempt_at_ms`; otherwise
+    /// the message is finished: envelope and body are deleted and it leaves the index. Returns false,
+    /// writing nothing, if the message does not exist (for example deleted meanwhile).
+    pub async fn update_envelope(&self, id: MessageId, envelope: Envelope) -> Result<bool, SpoolError> {
+        let encoded = codec::encode(&envelope);
+        let op = Op::Update {
+            id,
+            envelope: encoded,
+            schedule: schedule_of(envelope),
+        };
+        self.submit_async(op).await
+    }
+
+    /// Durably deletes a message (envelope and body) and removes it from the index.
+    pub async fn delete(&self, id: MessageId) -> Result<(), SpoolError> {
+        self.submit_async(Op::Delete { id }).await.map(|_| ())
+    }
+
+    /// Whether the spool's file system has at least `min_free_space` bytes available (statvfs, cached
+    /// for a second). Always true when `min_free_space` is 0.
+    pub fn has_free_space(&self) -> bool {
+        if self.min_free_space == 0 {
+            return true;
+        }
+        let mut cached = self.free_space.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((at, answer)) = *cached
+            && at.elapsed() < FREE_SPACE_TTL
+        {
+            return answer;
+        }
+        // If statvfs fails, say yes: RocksDB's own ENOSPC still maps to NoSpace.
+        let answer = db::available_bytes(&self.path).is_none_or(|free| free >= self.min_free_space);
+        *cached = Some((Instant::now(), answer));
+        answer
+    }
+
+    /// What the recovery scan at open found.
+    pub fn recovery(&self) -> RecoveryReport {
+        self.recovery.clone()
+    }
+
+    /// How many messages the index holds.
+    pub fn queued_messages(&self) -> usize {
+        self.index().len()
+    }
+
+    /// The schedule index: pop due ids from it, (re)schedule, remove. Hold the guard briefly; the writer
+    /// takes it once per batch.
+    pub fn index(&self) -> MutexGuard<'_, ScheduleIndex> {
+        self.index.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Reads a message's envelope.
+    pub fn read_envelope(&self, id: MessageId) -> Result<Option<Envelope>, SpoolError> {
+        db::get_envelope(&self.db, id)
+    }
+
+    /// Reads a message's body.
+    pub fn read_body(&self, id: MessageId) -> Result<Option<Vec<u8>>, SpoolError> {
+        db::get_body(&self.db, id)
+    }
+
+    /// Requests waiting for the writer (not yet in a batch): the writer's backlog.
+    pub fn pending_requests(&self) -> usize {
+        self.tx.as_ref().map_or(0, Sender::len)
+    }
+
+    /// Totals of the writer's batches since open.
+    pub fn stats(&self) -> CommitStats {
+        self.counters.snapshot()
+    }
+
+    /// The spool directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Flushes the memtables to SST and blob files (blocking). Not needed for durability (the WAL
+    /// provides it); useful before a file-level backup and to bound the next open's WAL replay.
+    pub fn flush(&self) -> Result<(), SpoolError> {
+        for name in [CF_ENVELOPES, CF_BODIES] {
+            self.db
+                .flush_cf(db::cf(&self.db, name)?)
+                .map_err(SpoolError::from_rocksdb)?;
+        }
+        Ok(())
+    }
+
+    /// Stops the writer after it drains (everything already sent to it is committed and acknowledged),
+    /// syncs the WAL and joins the thread. Dropping the spool does the same, ignoring errors.
+    pub fn close(mut self) -> Result<(), SpoolError> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<(), SpoolError> {
+        if self.closed {
+            return Ok(());
+        }
+        self.closed = true;
+        drop(self.tx.take());
+        let joined = match self.writer.take() {
+            Some(handle) => handle
+                .join()
+                .map_err(|_| SpoolError::Storage("the spool writer thread panicked".into())),
+            None => Ok(()),
+        };
+        self.db.flush_wal(true).map_err(SpoolError::from_rocksdb)?;
+        joined
+    }
+
+    fn send(&self, request: Request) -> Result<(), SpoolError> {
+        let tx = self.tx.as_ref().ok_or(SpoolError::Closed)?;
+        tx.send(request).map_err(|_| SpoolError::Closed)
+    }
+
+    async fn submit_async(&self, op: Op) -> Outcome {
+        let (tx, rx) = oneshot::channel();
+        self.send(Request {
+            op,
+            ack: Ack::Async(tx),
+        })?;
+        rx.await.map_err(|_| SpoolError::Closed)?
+    }
+}
+
+// The engine shares the spool between tasks and threads.
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Spool>();
+};
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+impl fmt::Debug for Spool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Spool")
+            .field("path", &self.path)
+            .field("recovery", &self.recovery)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a message with this envelope belongs in the schedule; consumes the names it needs.
+fn schedule_of(envelope: Envelope) -> Option<Schedule> {
+    envelope.has_queued().then_some(Schedule {
+        due_ms: envelope.next_attempt_at_ms,
+        tenant: envelope.tenant,
+        campaign: envelope.campaign,
+    })
+}
+
+/// Encodes a new message for the writer (on the caller's thread, so encoding runs in parallel).
+fn insert_op(message: NewMessage) -> Op {
+    let envelope = codec::encode(&message.envelope);
+    Op::Insert {
+        id: message.id,
+        envelope,
+        body: message.body,
+        schedule: schedule_of(message.envelope),
+    }
+}

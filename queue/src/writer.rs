@@ -1,0 +1,309 @@
+//! The single writer thread: group commit.
+//!
+//! Callers send [`Request`]s over a crossbeam channel. The thread blocks for one request, then takes
+//! whatever else is already waiting (up to the batch bounds), writes all of it as ONE RocksDB
+//! `WriteBatch` with a synced WAL write, tells the observer, updates the schedule index and only then
+//! acknowledges every request of the batch. While it syncs, new requests queue up in the channel and form
+//! the next batch: the busier the spool, the larger the batches, the fewer fsyncs per message.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crossbeam_channel::Receiver;
+use rocksdb::{DB, WriteBatch, WriteOptions};
+use tokio::sync::oneshot;
+
+use crate::db::{CF_BODIES, CF_ENVELOPES, cf};
+use crate::error::SpoolError;
+use crate::id::MessageId;
+use crate::index::ScheduleIndex;
+use crate::spool::{CommitObserver, CommitStats};
+
+/// Where a message goes in the schedule after its write commits.
+pub(crate) struct Schedule {
+    /// Due time, unix milliseconds.
+    pub(crate) due_ms: u64,
+    /// The tenant (queue name, first part).
+    pub(crate) tenant: String,
+    /// The campaign (queue name, second part).
+    pub(crate) campaign: String,
+}
+
+/// One change to the spool.
+pub(crate) enum Op {
+    /// Store a new message: envelope and body together.
+    Insert {
+        /// The message.
+        id: MessageId,
+        /// The encoded envelope.
+        envelope: Vec<u8>,
+        /// The body.
+        body: Vec<u8>,
+        /// `None` when no recipient is queued.
+        schedule: Option<Schedule>,
+    },
+    /// Replace the envelope of a stored message; with no queued recipient left, delete the message.
+    Update {
+        /// The message.
+        id: MessageId,
+        /// The encoded envelope.
+        envelope: Vec<u8>,
+        /// `None` when no recipient is queued: the message is finished and deleted.
+        schedule: Option<Schedule>,
+    },
+    /// Delete a message (envelope and body).
+    Delete {
+        /// The message.
+        id: MessageId,
+    },
+}
+
+impl Op {
+    fn id(&self) -> MessageId {
+        match self {
+            Op::Insert { id, .. } | Op::Update { id, .. } | Op::Delete { id } => *id,
+        }
+    }
+
+    /// Bytes this op adds to a batch (values plus keys).
+    fn bytes(&self) -> usize {
+        match self {
+            Op::Insert { envelope, body, .. } => envelope.len() + body.len() + 24,
+            Op::Update { envelope, .. } => envelope.len() + 12,
+            Op::Delete { .. } => 24,
+        }
+    }
+}
+
+/// The result a request gets: for an update, whether the message existed; otherwise `true`.
+pub(crate) type Outcome = Result<bool, SpoolError>;
+
+/// How the result gets back to the caller.
+pub(crate) enum Ack {
+    /// To an async caller.
+    Async(oneshot::Sender<Outcome>),
+    /// To a blocking caller (usable outside and inside a runtime without tokio's blocking checks).
+    Blocking(crossbeam_channel::Sender<Outcome>),
+}
+
+impl Ack {
+    fn send(self, outcome: Outcome) {
+        // A caller that stopped waiting (its future was dropped) does not need the answer.
+        match self {
+            Ack::Async(tx) => drop(tx.send(outcome)),
+            Ack::Blocking(tx) => drop(tx.send(outcome)),
+        }
+    }
+}
+
+/// A change and the channel its outcome goes back on.
+pub(crate) struct Request {
+    /// The change.
+    pub(crate) op: Op,
+    /// Where to report.
+    pub(crate) ack: Ack,
+}
+
+/// Shared counters of committed batches (read by [`crate::Spool::stats`]).
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    /// Batches written successfully.
+    pub(crate) commits: AtomicU64,
+    /// Requests in those batches.
+    pub(crate) requests: AtomicU64,
+    /// Bytes in those batches.
+    pub(crate) bytes: AtomicU64,
+    /// Batches whose write failed.
+    pub(crate) failed_commits: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn snapshot(&self) -> CommitStats {
+        CommitStats {
+            commits: self.commits.load(Ordering::Relaxed),
+            requests: self.requests.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            failed_commits: self.failed_commits.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The writer thread's state.
+pub(crate) struct Writer {
+    /// The database (shared with readers).
+    pub(crate) db: Arc<DB>,
+    /// Requests from callers; disconnected when the spool closes.
+    pub(crate) rx: Receiver<Request>,
+    /// The schedule, updated after each commit and before the acks.
+    pub(crate) index: Arc<Mutex<ScheduleIndex>>,
+    /// fsync the WAL on every batch.
+    pub(crate) sync: bool,
+    /// Most requests per batch.
+    pub(crate) max_batch_messages: usize,
+    /// A batch takes no more requests once it holds this many bytes.
+    pub(crate) max_batch_bytes: usize,
+    /// Told about every successful commit.
+    pub(crate) observer: Option<Arc<dyn CommitObserver>>,
+    /// Totals.
+    pub(crate) counters: Arc<Counters>,
+}
+
+impl Writer {
+    /// Starts the thread.
+    pub(crate) fn spawn(self) -> Result<JoinHandle<()>, SpoolError> {
+        std::thread::Builder::new()
+            .name("spool-writer".into())
+            .spawn(move || self.run())
+            .map_err(|e| SpoolError::Storage(format!("cannot start the spool writer thread: {e}")))
+    }
+
+    /// Commits batches until every sender is gone and the channel is drained.
+    fn run(self) {
+        let max_messages = self.max_batch_messages.max(1);
+        let mut batch: Vec<Request> = Vec::with_capacity(max_messages.min(4096));
+        while let Ok(first) = self.rx.recv() {
+            let mut bytes = first.op.bytes();
+            batch.push(first);
+            while batch.len() < max_messages && bytes < self.max_batch_bytes {
+                match self.rx.try_recv() {
+                    Ok(request) => {
+                        bytes += request.op.bytes();
+                        batch.push(request);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit(&mut batch, bytes);
+        }
+    }
+
+    /// Writes one batch, then acknowledges each of its requests.
+    fn commit(&self, batch: &mut Vec<Request>, bytes: usize) {
+        let outcomes = match self.build(batch) {
+            Ok((write_batch, outcomes)) => self.write(write_batch, outcomes, batch.len(), bytes),
+            Err(error) => vec![Err(error); batch.len()],
+        };
+        if outcomes.iter().any(|o| o.is_ok()) {
+            self.apply_to_index(batch, &outcomes);
+        }
+        for (request, outcome) in batch.drain(..).zip(outcomes) {
+            request.ack.send(outcome);
+        }
+    }
+
+    /// Syncs the batch; on success reports it and returns the prepared outcomes, on failure gives every
+    /// request the error.
+    fn write(
+        &self,
+        write_batch: WriteBatch,
+        outcomes: Vec<Outcome>,
+        requests: usize,
+        bytes: usize,
+    ) -> Vec<Outcome> {
+        let mut options = WriteOptions::default();
+        options.set_sync(self.sync);
+        let started = Instant::now();
+        match self.db.write_opt(write_batch, &options) {
+            Ok(()) => {
+                let elapsed = started.elapsed();
+                self.counters.commits.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .requests
+                    .fetch_add(requests as u64, Ordering::Relaxed);
+                self.counters.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+                if let Some(observer) = &self.observer {
+                    observer.on_commit(requests, bytes, elapsed);
+                }
+                outcomes
+            }
+            Err(error) => {
+                self.counters.failed_commits.fetch_add(1, Ordering::Relaxed);
+                vec![Err(SpoolError::from_rocksdb(error)); requests]
+            }
+        }
+    }
+
+    /// Turns the requests into one WriteBatch. An update of a message that does not exist (deleted
+    /// meanwhile) writes nothing and reports `false`, so that no envelope is ever stored without its body.
+    fn build(&self, batch: &[Request]) -> Result<(WriteBatch, Vec<Outcome>), SpoolError> {
+        let envelopes = cf(&self.db, CF_ENVELOPES)?;
+        let bodies = cf(&self.db, CF_BODIES)?;
+        let mut write_batch = WriteBatch::default();
+        let mut outcomes = Vec::with_capacity(batch.len());
+        // Whether a message exists after the requests of this batch seen so far.
+        let mut exists: HashMap<MessageId, bool> = HashMap::new();
+        for request in batch {
+            match &request.op {
+                Op::Insert {
+                    id, envelope, body, ..
+                } => {
+                    write_batch.put_cf(bodies, id.as_bytes(), body);
+                    write_batch.put_cf(envelopes, id.as_bytes(), envelope);
+                    exists.insert(*id, true);
+                    outcomes.push(Ok(true));
+                }
+                Op::Update {
+                    id,
+                    envelope,
+                    schedule,
+                } => {
+                    let present = match exists.get(id) {
+                        Some(&present) => Ok(present),
+                        None => self
+                            .db
+                            .get_pinned_cf(envelopes, id.as_bytes())
+                            .map(|v| v.is_some()),
+                    };
+                    match present {
+                        Ok(false) => outcomes.push(Ok(false)),
+                        Ok(true) if schedule.is_some() => {
+                            write_batch.put_cf(envelopes, id.as_bytes(), envelope);
+                            outcomes.push(Ok(true));
+                        }
+                        Ok(true) => {
+                            write_batch.delete_cf(envelopes, id.as_bytes());
+                            write_batch.delete_cf(bodies, id.as_bytes());
+                            exists.insert(*id, false);
+                            outcomes.push(Ok(true));
+                        }
+                        Err(error) => outcomes.push(Err(SpoolError::from_rocksdb(error))),
+                    }
+                }
+                Op::Delete { id } => {
+                    write_batch.delete_cf(envelopes, id.as_bytes());
+                    write_batch.delete_cf(bodies, id.as_bytes());
+                    exists.insert(*id, false);
+                    outcomes.push(Ok(true));
+                }
+            }
+        }
+        Ok((write_batch, outcomes))
+    }
+
+    /// Brings the schedule in line with a committed batch (before anyone is acknowledged, so an
+    /// acknowledged message is always in the index).
+    fn apply_to_index(&self, batch: &[Request], outcomes: &[Outcome]) {
+        let mut index = self.index.lock().unwrap_or_else(PoisonError::into_inner);
+        for (request, outcome) in batch.iter().zip(outcomes) {
+            if !matches!(outcome, Ok(true)) {
+                continue;
+            }
+            match &request.op {
+                Op::Insert {
+                    schedule: Some(s), ..
+                }
+                | Op::Update {
+                    schedule: Some(s), ..
+                } => {
+                    index.insert(request.op.id(), s.due_ms, &s.tenant, &s.campaign);
+                }
+                Op::Insert { schedule: None, .. } | Op::Update { schedule: None, .. } | Op::Delete { .. } => {
+                    index.remove(request.op.id());
+                }
+            }
+        }
+    }
+}
