@@ -37,11 +37,17 @@ impl Sink {
         let address = free_address()?;
         // -c would print a running counter on stdout that must be drained; the ceiling is timed by
         // smtp-source's completion instead, so stdout goes to /dev/null.
-        let child = Command::new(SMTP_SINK)
+        let mut command = Command::new(SMTP_SINK);
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            // smtp-sink refuses to run as root without a user to switch to.
+            command.args(["-u", "nobody"]);
+        }
+        let child = command
             .arg(address.to_string())
             .arg("1024")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::inherit())
             .spawn()
             .context("starting smtp-sink")?;
         let sink = Sink { child, address };
