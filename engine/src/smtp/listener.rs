@@ -110,8 +110,23 @@ impl SmtpServer {
         let mut backoff = Duration::from_millis(10);
         while !*shutdown.borrow() {
             tokio::select! {
+                // Shutdown first: once it has begun, a connection waiting in the backlog must not be
+                // accepted and greeted (select! would otherwise pick a ready branch at random).
+                biased;
+                changed = shutdown.changed() => {
+                    if changed.is_err() {
+                        // The server dropped its sender: stop as if told to.
+                        break;
+                    }
+                }
                 accepted = listener.accept() => match accepted {
                     Ok((tcp, address)) => {
+                        if *shutdown.borrow() {
+                            // Shutdown began while this connection waited in the backlog (the
+                            // task can be preempted between the two branches): close it unanswered.
+                            drop(tcp);
+                            break;
+                        }
                         backoff = Duration::from_millis(10);
                         let ip = address.ip().to_canonical();
                         connections.spawn(Arc::clone(&self).connection(tcp, ip, shutdown.clone()));
@@ -122,7 +137,6 @@ impl SmtpServer {
                         backoff = (backoff * 2).min(Duration::from_secs(1));
                     }
                 },
-                _ = shutdown.changed() => {}
             }
             while connections.try_join_next().is_some() {}
         }
