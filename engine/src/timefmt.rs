@@ -17,6 +17,17 @@ struct Civil {
     seconds_of_day: u64,
 }
 
+impl Civil {
+    /// The time of day as (hours, minutes, seconds).
+    fn hours_minutes_seconds(&self) -> (u64, u64, u64) {
+        (
+            self.seconds_of_day / 3600,
+            self.seconds_of_day / 60 % 60,
+            self.seconds_of_day % 60,
+        )
+    }
+}
+
 /// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's `civil_from_days`).
 fn civil(unix_seconds: u64) -> Civil {
     let days = (unix_seconds / 86_400) as i64;
@@ -56,11 +67,7 @@ pub fn rfc5322(time: SystemTime) -> String {
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
     let c = civil(unix_seconds(time));
-    let (h, m, s) = (
-        c.seconds_of_day / 3600,
-        c.seconds_of_day / 60 % 60,
-        c.seconds_of_day % 60,
-    );
+    let (h, m, s) = c.hours_minutes_seconds();
     format!(
         "{}, {} {} {} {h:02}:{m:02}:{s:02} +0000",
         DAYS[c.weekday as usize],
@@ -73,11 +80,7 @@ pub fn rfc5322(time: SystemTime) -> String {
 /// `2026-11-25T20:27:05.123Z` from unix milliseconds (RFC 3339).
 pub fn rfc3339_millis(unix_millis: u64) -> String {
     let c = civil(unix_millis / 1000);
-    let (h, m, s) = (
-        c.seconds_of_day / 3600,
-        c.seconds_of_day / 60 % 60,
-        c.seconds_of_day % 60,
-    );
+    let (h, m, s) = c.hours_minutes_seconds();
     format!(
         "{:04}-{:02}-{:02}T{h:02}:{m:02}:{s:02}.{:03}Z",
         c.year,

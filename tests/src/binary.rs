@@ -126,27 +126,7 @@ impl RunningBinary {
 
 /// Runs `exe args...` to completion (bounded) with optional stdin.
 pub async fn run_cli(exe: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
-    use tokio::io::AsyncWriteExt;
-    let mut child = Command::new(exe)
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn penguin-mta");
-    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(input).await.expect("write stdin");
-        drop(pipe);
-    }
-    tokio::time::timeout(WAIT, child.wait_with_output())
-        .await
-        .expect("CLI finishes in time")
-        .expect("output")
+    run_cli_in(exe, Path::new("."), args, stdin).await
 }
 
 /// `queue ls --spool PATH --json` parsed into JSON objects.

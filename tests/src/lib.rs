@@ -422,17 +422,8 @@ impl SmtpClient {
     /// MAIL, RCPT for each recipient, DATA, content (dot-stuffed here), final dot; every reply
     /// must be positive. Returns the final reply (250 queued as ID).
     pub async fn send_message(&mut self, from: &str, to: &[&str], content: &str) -> Reply {
-        let reply = self.cmd(&format!("MAIL FROM:<{from}>")).await;
-        assert_eq!(reply.code, 250, "MAIL: {reply}");
-        for recipient in to {
-            let reply = self.cmd(&format!("RCPT TO:<{recipient}>")).await;
-            assert_eq!(reply.code, 250, "RCPT {recipient}: {reply}");
-        }
-        let reply = self.cmd("DATA").await;
-        assert_eq!(reply.code, 354, "DATA: {reply}");
-        self.send_raw(&dot_stuff(content)).await;
-        self.send_raw(b".\r\n").await;
-        self.reply().await
+        self.send_message_with(&format!("MAIL FROM:<{from}>"), to, content)
+            .await
     }
 }
 
