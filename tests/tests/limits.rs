@@ -143,7 +143,7 @@ async fn recipients_beyond_the_maximum_get_452_and_the_others_are_queued() {
             .await;
         assert_eq!(refused.text(), "4.5.3 Error: too many recipients");
     }
-    client.expect("DATA", 354, "2.0.0").await;
+    client.expect("DATA", 354, "").await;
     client.send_raw(b"Subject: many\r\n\r\nbody\r\n.\r\n").await;
     let id = client.reply().await.queued_id().expect("queued");
     let all = queued(&server.spool_path);
@@ -234,7 +234,7 @@ async fn stalled_data_gets_421_and_nothing_is_queued() {
     let (_dir, server) = server_with(|c| c.smtp.data_timeout = HumanDuration::from_secs(1)).await;
     let mut client = ehlo_client(&server).await;
     open_transaction(&mut client).await;
-    client.expect("DATA", 354, "2.0.0").await;
+    client.expect("DATA", 354, "").await;
     client
         .send_raw(b"Subject: stalled\r\n\r\nsome content but no end")
         .await;

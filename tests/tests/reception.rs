@@ -257,7 +257,7 @@ async fn pipelined_group_is_answered_in_order() {
         (250, "2.1.5"),
         (501, "5.1.3"),
         (250, "2.1.5"),
-        (354, "2.0.0"),
+        (354, ""),
     ];
     for (reply, (code, enhanced)) in replies.iter().zip(expected) {
         assert_reply(reply, code, enhanced, "pipelined group");
@@ -287,7 +287,7 @@ async fn commands_pipelined_after_the_final_dot_are_executed_in_order() {
         .await;
     let replies = client.replies(5).await;
     let first = queued_id(&replies[0]);
-    let expected = [(250, "2.0.0"), (250, "2.1.0"), (250, "2.1.5"), (354, "2.0.0")];
+    let expected = [(250, "2.0.0"), (250, "2.1.0"), (250, "2.1.5"), (354, "")];
     for (reply, (code, enhanced)) in replies[1..].iter().zip(expected) {
         assert_reply(reply, code, enhanced, "pipelined after the dot");
     }

@@ -471,7 +471,8 @@ impl Session {
             return self.error(replies::bad_sequence("Error: DATA after BDAT"));
         }
         self.data = Some(DataDecoder::new(self.shared.params.max_message_size, declared));
-        Step::Reply(Reply::new(354, "2.0.0", "End data with <CR><LF>.<CR><LF>"))
+        // 3xx replies have no enhanced status code class (RFC 3463 defines 2, 4 and 5).
+        Step::Reply(Reply::bare(354, vec!["End data with <CR><LF>.<CR><LF>".into()]))
     }
 
     /// DATA content bytes; returns how many were consumed and, at the end, the step.
