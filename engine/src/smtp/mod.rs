@@ -3,7 +3,7 @@
 //! | module | role |
 //! |---|---|
 //! | `codec` | strict CRLF command framing, DATA decoding (dot-unstuffing, smuggling-proof end), content checks |
-//! | `session` (+ `session_auth`) | the RFC 5321/4954/3030/3207 state machine: lines in, [`session::Step`]s out |
+//! | `session` (+ `session_auth`, `session_chunking`) | the RFC 5321/4954/3030/3207 state machine: lines in, [`session::Step`]s out |
 //! | `reply` | reply codes and texts |
 //! | `auth` | tenants, SASL decoding, argon2 verification |
 //! | `headers` | Received/Message-ID/Date fields, campaign from X-Campaign-ID |
