@@ -149,6 +149,15 @@ pub fn enable_tls(config: &mut Config, dir: &Path) -> TestCerts {
     certs
 }
 
+/// A server with TLS, the tenant ACME, and AUTH allowed only inside TLS (no cleartext networks).
+pub async fn tls_only_auth_server(dir: &Path) -> (TestServer, TestCerts) {
+    let mut config = test_config(dir);
+    config.smtp.auth_cleartext_networks = Vec::new();
+    config.tenant.push(ACME.config());
+    let certs = enable_tls(&mut config, dir);
+    (TestServer::start(config).await, certs)
+}
+
 /// The real server running in this process on loopback ports.
 pub struct TestServer {
     /// SMTP address.

@@ -10,15 +10,6 @@ fn b64(text: &str) -> String {
     BASE64.encode(text)
 }
 
-/// A server with TLS, the tenant acme, and AUTH allowed only inside TLS (no cleartext networks).
-async fn tls_only_auth_server(dir: &std::path::Path) -> (TestServer, TestCerts) {
-    let mut config = test_config(dir);
-    config.smtp.auth_cleartext_networks = Vec::new();
-    config.tenant.push(ACME.config());
-    let certs = enable_tls(&mut config, dir);
-    (TestServer::start(config).await, certs)
-}
-
 /// A server with the tenant acme where loopback may AUTH in the clear (the default networks).
 async fn cleartext_auth_server(dir: &std::path::Path) -> TestServer {
     let mut config = test_config(dir);
