@@ -4,6 +4,7 @@
 //! The only IO here is reading the config file ([`Config::load`]) and the system host name (the default
 //! for `smtp.hostname`).
 
+mod delivery;
 mod error;
 mod schema;
 mod spec;
@@ -13,6 +14,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+pub use delivery::{DeliveryConfig, DnsConfig, LogConfig, RelayHost, StartTls};
 pub use error::{ConfigError, ConfigErrors};
 pub use schema::{ApiConfig, SmtpConfig, SpoolConfig, TenantConfig, TlsConfig, system_hostname};
 pub use spec::{ByteSize, HumanDuration};
@@ -36,6 +38,12 @@ pub struct Config {
     pub spool: SpoolConfig,
     /// `[api]`: the HTTP control API listener.
     pub api: ApiConfig,
+    /// `[dns]`: the resolver for MX and address lookups.
+    pub dns: DnsConfig,
+    /// `[delivery]`: routing, outbound connections, timeouts and retries.
+    pub delivery: DeliveryConfig,
+    /// `[log]`: the JSON event log.
+    pub log: LogConfig,
     /// `[[tenant]]`: the accounts that may submit mail with SMTP AUTH. Default: none (then only
     /// `smtp.relay_networks` clients can send).
     pub tenant: Vec<TenantConfig>,

@@ -181,6 +181,15 @@ pub struct TenantConfig {
     /// Domains this tenant may use in MAIL FROM (the envelope sender's domain must be one of these,
     /// exactly; subdomains must be listed too). Matched case-insensitively. Required, at least one.
     pub sender_domains: Vec<String>,
+    /// Send a delivery status notification (RFC 3464 bounce message) to the envelope sender when a
+    /// recipient bounces or expires. Never for the null sender. Default `true`.
+    #[serde(default = "default_true")]
+    pub dsn: bool,
+}
+
+/// Serde default for flags that are on unless turned off.
+fn default_true() -> bool {
+    true
 }
 
 /// Written by hand so the password hash never lands in logs (it is an offline-crackable secret).
@@ -191,6 +200,7 @@ impl fmt::Debug for TenantConfig {
             .field("username", &self.username)
             .field("password_hash", &"<redacted>")
             .field("sender_domains", &self.sender_domains)
+            .field("dsn", &self.dsn)
             .finish()
     }
 }

@@ -36,7 +36,88 @@ pub(crate) fn validate(config: &mut Config) -> Vec<ConfigError> {
     let clash = api.port() != 0 && config.smtp.listen.contains(&api);
     errors.check(!clash, "api.listen", format!("{api} is also in smtp.listen"));
     validate_tenants(&config.tenant, &mut errors);
+    validate_delivery(config, &mut errors);
     errors.0
+}
+
+/// `[dns]`, `[delivery]` and `[log]`.
+fn validate_delivery(config: &Config, errors: &mut Errors) {
+    let (dns, delivery, log) = (&config.dns, &config.delivery, &config.log);
+    errors.check(
+        dns.timeout.get() > Duration::ZERO,
+        "dns.timeout",
+        "must be greater than zero",
+    );
+    errors.check(dns.attempts >= 1, "dns.attempts", "must be at least 1");
+    errors.check(
+        delivery.port != 0,
+        "delivery.port",
+        "must be a TCP port (1-65535)",
+    );
+    errors.check(
+        !delivery.retry.is_empty(),
+        "delivery.retry",
+        "must list at least one interval",
+    );
+    for (index, interval) in delivery.retry.iter().enumerate() {
+        errors.check(
+            interval.get() > Duration::ZERO,
+            format!("delivery.retry[{index}]"),
+            "must be greater than zero",
+        );
+    }
+    errors.check(
+        delivery.retry_jitter_percent <= 100,
+        "delivery.retry_jitter_percent",
+        "must be 0..=100",
+    );
+    let counts = [
+        (
+            "delivery.max_recipients_per_transaction",
+            delivery.max_recipients_per_transaction,
+        ),
+        (
+            "delivery.max_messages_per_connection",
+            delivery.max_messages_per_connection,
+        ),
+        (
+            "delivery.max_connections_per_host",
+            delivery.max_connections_per_host,
+        ),
+        ("delivery.max_connections", delivery.max_connections),
+        ("delivery.max_messages_in_flight", delivery.max_messages_in_flight),
+    ];
+    for (path, count) in counts {
+        errors.check(count >= 1, path, "must be at least 1");
+    }
+    let durations = [
+        ("delivery.max_age", delivery.max_age),
+        (
+            "delivery.connection_idle_timeout",
+            delivery.connection_idle_timeout,
+        ),
+        ("delivery.connect_timeout", delivery.connect_timeout),
+        ("delivery.greeting_timeout", delivery.greeting_timeout),
+        ("delivery.command_timeout", delivery.command_timeout),
+        ("delivery.data_init_timeout", delivery.data_init_timeout),
+        ("delivery.data_block_timeout", delivery.data_block_timeout),
+        ("delivery.data_done_timeout", delivery.data_done_timeout),
+    ];
+    for (path, duration) in durations {
+        errors.check(duration.get() > Duration::ZERO, path, "must be greater than zero");
+    }
+    if let Some(path) = &log.events {
+        errors.check(
+            !path.as_os_str().is_empty(),
+            "log.events",
+            "must not be empty (omit it for no event log)",
+        );
+    }
+    errors.check(
+        log.events_max_size.bytes() >= 1000,
+        "log.events_max_size",
+        "must be at least 1KB",
+    );
 }
 
 /// Collects errors; `check` reads like an assertion.

@@ -139,7 +139,10 @@ fn embedded_default_mentions_every_field() {
         username: "u".into(),
         password_hash: hash().into(),
         sender_domains: vec!["t.example".into()],
+        dsn: true,
     });
+    config.delivery.relay_host = Some("127.0.0.1:2526".parse().expect("relay host"));
+    config.delivery.source_ip = Some("127.0.0.1".parse().expect("ip"));
     let table: toml::Table = toml::from_str(&toml::to_string(&config).expect("serialise")).expect("reparse");
     for (section, value) in &table {
         let fields = match value {

@@ -1,5 +1,10 @@
-//! The one typed event stream. Whatever happens to a message is an [`Event`]; sinks (metrics now,
-//! the JSON log and webhooks later) subscribe to the bus. Nothing counts or logs an outcome on its own.
+//! The one typed event stream. Whatever happens to a message is an [`Event`]; sinks (metrics, the JSON
+//! log, later webhooks) subscribe to the [`EventBus`]. Nothing counts or logs an outcome on its own.
+//!
+//! One JSON object per event (the `log.events` file) has every field below, `null` when it does not
+//! apply: `type`, `timestamp`, `id`, `message_id`, `tenant`, `campaign`, `sender`, `recipient`,
+//! `domain`, `mx`, `source_ip`, `client_ip`, `attempt`, `response` (`code`, `enhanced`, `text`),
+//! `class`, `tls`, `size`, `recipients`. Those names are a contract for outside tooling.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -8,38 +13,104 @@ use penguin_queue::MessageId;
 use serde::Serialize;
 
 use crate::smtp::headers::TlsInfo;
+use crate::timefmt;
 
-/// Something that happened to a message.
-#[derive(Clone, Debug, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum Event {
-    /// A message was accepted: it is durable in the spool and the client got 250.
-    Reception(Reception),
+/// What happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// A message was accepted: durable in the spool, the client got 250. One per message.
+    Reception,
+    /// A recipient was accepted by the remote server (final).
+    Delivery,
+    /// A recipient's attempt failed temporarily; it is retried later.
+    TransientFailure,
+    /// A recipient failed permanently (final).
+    Bounce,
+    /// A recipient was still undelivered at `delivery.max_age` (final).
+    Expiration,
 }
 
-/// The facts of one accepted message.
+impl EventKind {
+    /// The `type` string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Reception => "reception",
+            EventKind::Delivery => "delivery",
+            EventKind::TransientFailure => "transient_failure",
+            EventKind::Bounce => "bounce",
+            EventKind::Expiration => "expiration",
+        }
+    }
+}
+
+/// The remote server's answer (or our description of a network/DNS failure, with code 0).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct EventResponse {
+    /// SMTP reply code; 0 when no reply was received (connection, TLS or DNS failure).
+    pub code: u16,
+    /// Enhanced status code ("5.1.1") when the reply had one, or the one we assigned.
+    pub enhanced: Option<String>,
+    /// Reply text (lines joined by a space) or the failure description.
+    pub text: String,
+}
+
+/// One event. Per-recipient events carry `recipient`/`domain`; a reception carries `recipients`.
 #[derive(Clone, Debug, Serialize)]
-pub struct Reception {
-    /// Unix milliseconds of the 250.
-    pub timestamp_ms: u64,
+pub struct Event {
+    /// What happened.
+    #[serde(rename = "type")]
+    pub kind: EventKind,
+    /// When, as unix milliseconds (serialised as RFC 3339).
+    #[serde(serialize_with = "serialize_timestamp")]
+    pub timestamp: u64,
     /// Queue id.
     #[serde(serialize_with = "serialize_display")]
     pub id: MessageId,
-    /// Tenant that sent it.
+    /// The Message-ID header field of the message (without angle brackets), if any.
+    pub message_id: Option<String>,
+    /// Tenant the message belongs to.
     pub tenant: String,
     /// Campaign from X-Campaign-ID.
     pub campaign: String,
-    /// Envelope sender.
+    /// Envelope sender ("" for the null sender).
     pub sender: String,
-    /// Number of recipients.
-    pub recipients: usize,
-    /// Bytes stored (with trace fields).
-    pub size: u64,
-    /// Client address.
-    pub client_ip: IpAddr,
-    /// TLS of the session (version, cipher) if any.
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "serialize_tls")]
+    /// The recipient this event is about.
+    pub recipient: Option<String>,
+    /// The recipient's domain.
+    pub domain: Option<String>,
+    /// The remote host that answered (MX name, or the relay host).
+    pub mx: Option<String>,
+    /// Our address used for the connection.
+    pub source_ip: Option<IpAddr>,
+    /// The submitting client's address (reception).
+    pub client_ip: Option<IpAddr>,
+    /// Which delivery attempt this was (1 = first).
+    pub attempt: Option<u32>,
+    /// The answer that decided the outcome.
+    pub response: Option<EventResponse>,
+    /// Bounce class (`invalid_recipient`, `mailbox_full`, `rate_limited`, ...).
+    pub class: Option<&'static str>,
+    /// TLS of the session ("TLSv1.3 TLS13_AES_256_GCM_SHA384"), if any.
+    #[serde(serialize_with = "serialize_tls")]
     pub tls: Option<TlsInfo>,
+    /// Message size in bytes.
+    pub size: u64,
+    /// Number of recipients (reception).
+    pub recipients: Option<usize>,
+}
+
+impl Event {
+    /// The JSON line of this event (without the newline).
+    pub fn to_json(&self) -> String {
+        // Serialising plain data into a String cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// Serialises unix milliseconds as RFC 3339.
+fn serialize_timestamp<S: serde::Serializer>(millis: &u64, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&timefmt::rfc3339_millis(*millis))
 }
 
 /// Serialises a value by its Display form.

@@ -14,7 +14,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::events::{Event, EventSink};
+use crate::events::{Event, EventKind, EventSink};
 
 /// Label set of per-tenant series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -151,13 +151,15 @@ impl Default for Metrics {
 
 impl EventSink for Metrics {
     fn emit(&self, event: &Event) {
-        match event {
-            Event::Reception(reception) => {
+        match event.kind {
+            EventKind::Reception => {
                 let labels = TenantLabels {
-                    tenant: reception.tenant.clone(),
+                    tenant: event.tenant.clone(),
                 };
                 self.messages_received.get_or_create(&labels).inc();
-                self.bytes_received.get_or_create(&labels).inc_by(reception.size);
+                self.bytes_received.get_or_create(&labels).inc_by(event.size);
+            }
+            EventKind::Delivery | EventKind::TransientFailure | EventKind::Bounce | EventKind::Expiration => {
             }
         }
     }

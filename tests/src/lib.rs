@@ -92,6 +92,7 @@ impl TestTenant {
             username: self.username.to_string(),
             password_hash: penguin_mta::smtp::auth::hash_password(self.password.as_bytes()).expect("hash"),
             sender_domains: self.sender_domains.iter().map(|d| d.to_string()).collect(),
+            dsn: true,
         }
     }
 

@@ -142,6 +142,7 @@ async fn hash_password_output_lets_that_password_authenticate() {
         username: "initech".to_string(),
         password_hash: hash,
         sender_domains: vec!["initech.example".to_string()],
+        dsn: true,
     });
     let server = TestServer::start(config).await;
     let mut client = server.connect().await;

@@ -13,11 +13,11 @@ use tokio_rustls::TlsAcceptor;
 
 use super::auth::TenantDirectory;
 use super::codec::{CommandFramer, Frame};
-use super::headers::TlsInfo;
+use super::headers::{self, TlsInfo};
 use super::listener::ConnectionSlot;
 use super::reply::{Reply, replies};
 use super::session::{Accepted, AuthOutcome, ReadMode, Session, Step};
-use crate::events::{Event, EventBus, Reception};
+use crate::events::{Event, EventBus, EventKind};
 use crate::metrics::Metrics;
 use crate::timefmt;
 
@@ -319,16 +319,25 @@ impl Driver<'_> {
         } = accepted;
         let id = message.id;
         let envelope = &message.envelope;
-        let reception = Reception {
-            timestamp_ms: 0,
+        let reception = Event {
+            kind: EventKind::Reception,
+            timestamp: 0,
             id,
+            message_id: headers::message_id(&message.body),
             tenant: envelope.tenant.clone(),
             campaign: envelope.campaign.clone(),
             sender: envelope.sender.clone(),
-            recipients: envelope.recipients.len(),
-            size: envelope.size,
-            client_ip,
+            recipient: None,
+            domain: None,
+            mx: None,
+            source_ip: None,
+            client_ip: Some(client_ip),
+            attempt: None,
+            response: None,
+            class: None,
             tls,
+            size: envelope.size,
+            recipients: Some(envelope.recipients.len()),
         };
         let result = self.context.spool.enqueue(message).await;
         if result.is_ok() {
@@ -336,11 +345,11 @@ impl Driver<'_> {
                 .metrics
                 .smtp_ack_seconds
                 .observe(started.elapsed().as_secs_f64());
-            let timestamp_ms = timefmt::unix_millis(SystemTime::now());
-            self.context.events.emit(Event::Reception(Reception {
-                timestamp_ms,
+            let timestamp = timefmt::unix_millis(SystemTime::now());
+            self.context.events.emit(Event {
+                timestamp,
                 ..reception
-            }));
+            });
         }
         self.session.on_enqueued(id, result)
     }

@@ -67,6 +67,15 @@ pub fn header_fields(content: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
     })
 }
 
+/// The Message-ID field's value without angle brackets and folding, if the header has one.
+pub fn message_id(content: &[u8]) -> Option<String> {
+    let (_, raw) = header_fields(content).find(|(name, _)| name.eq_ignore_ascii_case(b"message-id"))?;
+    let text = String::from_utf8_lossy(raw);
+    let value: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    let value = value.trim_start_matches('<').trim_end_matches('>');
+    (!value.is_empty()).then(|| value.to_string())
+}
+
 /// Why the campaign header was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BadCampaign;
@@ -166,6 +175,27 @@ mod tests {
                 (&b"X-Campaign-ID"[..], &b" c1\r\n"[..])
             ]
         );
+    }
+
+    #[test]
+    fn message_id_table() {
+        let cases: &[(&[u8], Option<&str>)] = &[
+            (b"Message-ID: <a.b@c.example>\r\n\r\n", Some("a.b@c.example")),
+            (
+                b"message-id:\r\n <folded@c.example>\r\n\r\n",
+                Some("folded@c.example"),
+            ),
+            (b"Subject: x\r\n\r\nMessage-ID: <in-body@x>\r\n", None),
+            (b"Message-ID: <>\r\n\r\n", None),
+        ];
+        for (content, expected) in cases {
+            assert_eq!(
+                message_id(content).as_deref(),
+                *expected,
+                "{:?}",
+                String::from_utf8_lossy(content)
+            );
+        }
     }
 
     #[test]
