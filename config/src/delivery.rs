@@ -48,6 +48,9 @@ pub enum StartTls {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DeliveryConfig {
+    /// When true nothing is delivered: accepted mail stays queued until this is turned off (maintenance,
+    /// an intake-only node, or a test that inspects the queue). Default `false`.
+    pub paused: bool,
     /// TCP port of remote SMTP servers (MX hosts). Default 25; tests and benchmarks use loopback ports.
     pub port: u16,
     /// Smarthost `"host:port"` (IP or DNS name): when set, every message goes there, without MX lookup.
@@ -96,6 +99,7 @@ impl Default for DeliveryConfig {
     fn default() -> Self {
         let retry = ["1m", "5m", "15m", "30m", "1h", "2h", "4h"];
         DeliveryConfig {
+            paused: false,
             port: 25,
             relay_host: None,
             source_ip: None,

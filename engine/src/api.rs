@@ -1,6 +1,7 @@
 //! The HTTP listener: health and Prometheus metrics (the control API grows here).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::Router;
 use axum::extract::State;
@@ -18,6 +19,15 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     /// Queue depth for `/healthz` and the queue gauge.
     pub spool: Arc<Spool>,
+    /// Messages being delivered now (out of the index, still queued).
+    pub in_flight: Arc<AtomicUsize>,
+}
+
+impl ApiState {
+    /// Messages in the queue: scheduled in the index plus those being delivered.
+    fn queued_messages(&self) -> usize {
+        self.spool.queued_messages() + self.in_flight.load(Ordering::Relaxed)
+    }
 }
 
 /// The routes.
@@ -30,7 +40,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
 
 /// `GET /healthz`: 200 with the queue depth while the server runs.
 async fn healthz(State(state): State<Arc<ApiState>>) -> impl IntoResponse {
-    Json(json!({ "status": "ok", "queued_messages": state.spool.queued_messages() }))
+    Json(json!({ "status": "ok", "queued_messages": state.queued_messages() }))
 }
 
 /// `GET /metrics`: OpenMetrics text.

@@ -4,7 +4,7 @@
 //! One JSON object per event (the `log.events` file) has every field below, `null` when it does not
 //! apply: `type`, `timestamp`, `id`, `message_id`, `tenant`, `campaign`, `sender`, `recipient`,
 //! `domain`, `mx`, `source_ip`, `client_ip`, `attempt`, `response` (`code`, `enhanced`, `text`),
-//! `class`, `tls`, `size`, `recipients`. Those names are a contract for outside tooling.
+//! `class`, `tls`, `size`, `recipients`, `delay_ms`. Those names are a contract for outside tooling.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -98,6 +98,8 @@ pub struct Event {
     pub size: u64,
     /// Number of recipients (reception).
     pub recipients: Option<usize>,
+    /// Milliseconds from reception to this event (delivery latency for `delivery`).
+    pub delay_ms: Option<u64>,
 }
 
 impl Event {

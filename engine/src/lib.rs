@@ -6,6 +6,8 @@
 
 pub mod api;
 pub mod cli;
+pub mod delivery;
+pub mod event_log;
 pub mod events;
 pub mod metrics;
 pub mod queue_cli;

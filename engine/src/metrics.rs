@@ -30,6 +30,17 @@ pub struct ReasonLabels {
     pub reason: &'static str,
 }
 
+/// Label set of per-recipient delivery outcomes.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeliveryLabels {
+    /// Tenant name.
+    pub tenant: String,
+    /// Recipient domain.
+    pub domain: String,
+    /// Our address used ("" when no connection was made, e.g. a DNS failure).
+    pub source_ip: String,
+}
+
 /// All series of one server.
 pub struct Metrics {
     /// The registry rendered by `/metrics`.
@@ -38,6 +49,18 @@ pub struct Metrics {
     pub messages_received: Family<TenantLabels, Counter>,
     /// Bytes of accepted messages, by tenant.
     pub bytes_received: Family<TenantLabels, Counter>,
+    /// Recipients delivered, by tenant, domain and source IP.
+    pub delivered: Family<DeliveryLabels, Counter>,
+    /// Recipient attempts that failed temporarily (deferred), by tenant, domain and source IP.
+    pub deferred: Family<DeliveryLabels, Counter>,
+    /// Recipients bounced, by tenant, domain and source IP.
+    pub bounced: Family<DeliveryLabels, Counter>,
+    /// Recipients expired, by tenant, domain and source IP.
+    pub expired: Family<DeliveryLabels, Counter>,
+    /// Time from reception to delivery of a recipient.
+    pub delivery_delay_seconds: Histogram,
+    /// Outbound SMTP connections open (busy or idle).
+    pub outbound_connections: Gauge,
     /// SMTP connections accepted.
     pub smtp_connections: Counter,
     /// SMTP connections open now.
@@ -61,10 +84,16 @@ pub struct Metrics {
 impl Metrics {
     /// A fresh registry with every series registered.
     pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("penguin");
-        let metrics = Metrics {
+        let mut metrics = Metrics {
+            registry: Registry::with_prefix("penguin"),
             messages_received: Family::default(),
             bytes_received: Family::default(),
+            delivered: Family::default(),
+            deferred: Family::default(),
+            bounced: Family::default(),
+            expired: Family::default(),
+            delivery_delay_seconds: Histogram::new(exponential_buckets(0.01, 2.0, 24)),
+            outbound_connections: Gauge::default(),
             smtp_connections: Counter::default(),
             smtp_connections_active: Gauge::default(),
             smtp_connections_refused: Family::default(),
@@ -74,64 +103,91 @@ impl Metrics {
             spool_commit_sync_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
             smtp_ack_seconds: Histogram::new(exponential_buckets(0.000_1, 2.0, 16)),
             queue_messages: Gauge::default(),
-            registry: Registry::default(),
         };
-        registry.register(
+        metrics.register_all();
+        metrics
+    }
+
+    /// Registers every series under its name and help text.
+    fn register_all(&mut self) {
+        let r = &mut self.registry;
+        r.register(
             "messages_received",
             "Messages accepted (durable before 250)",
-            metrics.messages_received.clone(),
+            self.messages_received.clone(),
         );
-        registry.register(
+        r.register(
             "bytes_received",
             "Bytes of accepted messages",
-            metrics.bytes_received.clone(),
+            self.bytes_received.clone(),
         );
-        registry.register(
+        r.register(
+            "messages_delivered",
+            "Recipients delivered",
+            self.delivered.clone(),
+        );
+        r.register(
+            "messages_deferred",
+            "Recipient attempts failed temporarily",
+            self.deferred.clone(),
+        );
+        r.register("messages_bounced", "Recipients bounced", self.bounced.clone());
+        r.register("messages_expired", "Recipients expired", self.expired.clone());
+        r.register(
+            "delivery_delay_seconds",
+            "Reception to delivery",
+            self.delivery_delay_seconds.clone(),
+        );
+        r.register(
+            "outbound_connections",
+            "Outbound SMTP connections open",
+            self.outbound_connections.clone(),
+        );
+        r.register(
             "smtp_connections",
             "SMTP connections accepted",
-            metrics.smtp_connections.clone(),
+            self.smtp_connections.clone(),
         );
-        registry.register(
+        r.register(
             "smtp_connections_active",
             "SMTP connections open",
-            metrics.smtp_connections_active.clone(),
+            self.smtp_connections_active.clone(),
         );
-        registry.register(
+        r.register(
             "smtp_connections_refused",
             "SMTP connections refused at connect",
-            metrics.smtp_connections_refused.clone(),
+            self.smtp_connections_refused.clone(),
         );
-        registry.register(
+        r.register(
             "auth_failures",
             "Failed SMTP AUTH attempts",
-            metrics.auth_failures.clone(),
+            self.auth_failures.clone(),
         );
-        registry.register(
+        r.register(
             "spool_commits",
             "Group commits (synced write batches)",
-            metrics.spool_commits.clone(),
+            self.spool_commits.clone(),
         );
-        registry.register(
+        r.register(
             "spool_commit_batch_messages",
             "Messages per group commit",
-            metrics.spool_commit_batch_messages.clone(),
+            self.spool_commit_batch_messages.clone(),
         );
-        registry.register(
+        r.register(
             "spool_commit_sync_seconds",
             "Duration of one synced group-commit write",
-            metrics.spool_commit_sync_seconds.clone(),
+            self.spool_commit_sync_seconds.clone(),
         );
-        registry.register(
+        r.register(
             "smtp_ack_seconds",
             "End of message content to 250",
-            metrics.smtp_ack_seconds.clone(),
+            self.smtp_ack_seconds.clone(),
         );
-        registry.register(
+        r.register(
             "queue_messages",
             "Messages in the queue",
-            metrics.queue_messages.clone(),
+            self.queue_messages.clone(),
         );
-        Metrics { registry, ..metrics }
     }
 
     /// The OpenMetrics text exposition.
@@ -140,6 +196,17 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
         text
+    }
+
+    /// The counter family of a per-recipient outcome.
+    fn outcome_family(&self, kind: EventKind) -> Option<&Family<DeliveryLabels, Counter>> {
+        match kind {
+            EventKind::Delivery => Some(&self.delivered),
+            EventKind::TransientFailure => Some(&self.deferred),
+            EventKind::Bounce => Some(&self.bounced),
+            EventKind::Expiration => Some(&self.expired),
+            EventKind::Reception => None,
+        }
     }
 }
 
@@ -151,16 +218,24 @@ impl Default for Metrics {
 
 impl EventSink for Metrics {
     fn emit(&self, event: &Event) {
-        match event.kind {
-            EventKind::Reception => {
-                let labels = TenantLabels {
-                    tenant: event.tenant.clone(),
-                };
-                self.messages_received.get_or_create(&labels).inc();
-                self.bytes_received.get_or_create(&labels).inc_by(event.size);
-            }
-            EventKind::Delivery | EventKind::TransientFailure | EventKind::Bounce | EventKind::Expiration => {
-            }
+        if event.kind == EventKind::Reception {
+            let labels = TenantLabels {
+                tenant: event.tenant.clone(),
+            };
+            self.messages_received.get_or_create(&labels).inc();
+            self.bytes_received.get_or_create(&labels).inc_by(event.size);
+            return;
+        }
+        if let Some(family) = self.outcome_family(event.kind) {
+            let labels = DeliveryLabels {
+                tenant: event.tenant.clone(),
+                domain: event.domain.clone().unwrap_or_default(),
+                source_ip: event.source_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+            };
+            family.get_or_create(&labels).inc();
+        }
+        if let (EventKind::Delivery, Some(delay)) = (event.kind, event.delay_ms) {
+            self.delivery_delay_seconds.observe(delay as f64 / 1000.0);
         }
     }
 }

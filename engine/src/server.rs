@@ -8,10 +8,12 @@ use std::sync::{Arc, Mutex};
 use penguin_config::Config;
 use penguin_policy::{AuthThrottle, AuthThrottleRule};
 use penguin_queue::{IdGenerator, Spool, SpoolError, SpoolOptions};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use crate::api::{self, ApiState};
-use crate::events::EventBus;
+use crate::delivery;
+use crate::event_log::EventLog;
+use crate::events::{EventBus, EventSink};
 use crate::metrics::{CommitMetrics, Metrics};
 use crate::smtp::auth::TenantDirectory;
 use crate::smtp::connection::ConnectionContext;
@@ -46,6 +48,17 @@ pub enum ServeError {
     /// The TLS certificate or key cannot be used.
     #[error(transparent)]
     Tls(#[from] TlsSetupError),
+    /// The resolver could not be set up.
+    #[error("dns.nameservers: {0}")]
+    Dns(String),
+    /// The event log could not be opened.
+    #[error("log.events: cannot open {}: {source}", path.display())]
+    EventLog {
+        /// The configured path.
+        path: std::path::PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// The spool could not be opened or closed.
     #[error("spool.path: {0}")]
     Spool(#[from] SpoolError),
@@ -104,6 +117,12 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let acceptor = config.tls.as_ref().map(tls::acceptor).transpose()?;
     let metrics = Arc::new(Metrics::new());
+    let event_log = open_event_log(&config)?;
+    let mut sinks: Vec<Arc<dyn EventSink>> = vec![Arc::clone(&metrics) as Arc<dyn EventSink>];
+    if let Some(log) = &event_log {
+        sinks.push(Arc::clone(log) as Arc<dyn EventSink>);
+    }
+    let events = EventBus::new(sinks);
     let spool = open_spool(&config, &metrics).await?;
     let recovery = spool.recovery();
     tracing::info!(
@@ -112,7 +131,11 @@ pub async fn serve(
         duration_ms = recovery.duration.as_millis() as u64,
         "spool recovered"
     );
-    let smtp = smtp_server(&config, acceptor, &spool, &metrics);
+    let wakeup = Arc::new(Notify::new());
+    let delivery = delivery::setup::build(&config, &spool, &metrics, events.clone(), Arc::clone(&wakeup))
+        .map_err(|error| ServeError::Dns(error.to_string()))?;
+    let in_flight = delivery.in_flight();
+    let smtp = smtp_server(&config, acceptor, &spool, &metrics, events, wakeup);
     let (stop, stopped) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     for listener in listeners.smtp {
@@ -121,27 +144,93 @@ pub async fn serve(
         tracing::info!(address = %listener.local_addr()?, "SMTP listening");
         tasks.spawn(Arc::clone(&smtp).run(listener, stopped.clone()));
     }
-    listeners.api.set_nonblocking(true)?;
-    let api_listener = tokio::net::TcpListener::from_std(listeners.api)?;
-    tracing::info!(address = %api_listener.local_addr()?, "HTTP listening");
-    let router = api::router(Arc::new(ApiState {
-        metrics: Arc::clone(&metrics),
-        spool: Arc::clone(&spool),
-    }));
-    let mut api_stopped = stopped.clone();
-    tasks.spawn(async move {
-        let until_stopped = async move {
-            let _ = api_stopped.wait_for(|stop| *stop).await;
-        };
-        let _ = axum::serve(api_listener, router)
-            .with_graceful_shutdown(until_stopped)
-            .await;
-    });
+    if config.delivery.paused {
+        tracing::warn!("delivery.paused is set: accepted mail stays queued");
+    } else {
+        tasks.spawn(Arc::new(delivery).run(stopped.clone(), config.smtp.shutdown_grace.get()));
+    }
+    spawn_api(
+        listeners.api,
+        ApiState {
+            metrics: Arc::clone(&metrics),
+            spool: Arc::clone(&spool),
+            in_flight,
+        },
+        stopped.clone(),
+        &mut tasks,
+    )?;
+    if let Some(log) = &event_log {
+        tasks.spawn(reopen_on_sighup(Arc::clone(log), stopped.clone()));
+    }
     shutdown.await;
-    tracing::info!("shutting down: no new connections, finishing transactions in flight");
+    tracing::info!("shutting down: no new connections, finishing transactions and deliveries in flight");
     let _ = stop.send(true);
     while tasks.join_next().await.is_some() {}
     drop(smtp);
+    if let Some(log) = &event_log {
+        log.flush();
+    }
+    close_spool(spool).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Starts the HTTP listener.
+fn spawn_api(
+    listener: std::net::TcpListener,
+    state: ApiState,
+    mut stopped: watch::Receiver<bool>,
+    tasks: &mut tokio::task::JoinSet<()>,
+) -> Result<(), ServeError> {
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    tracing::info!(address = %listener.local_addr()?, "HTTP listening");
+    let router = api::router(Arc::new(state));
+    tasks.spawn(async move {
+        let until_stopped = async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        let _ = axum::serve(listener, router)
+            .with_graceful_shutdown(until_stopped)
+            .await;
+    });
+    Ok(())
+}
+
+/// Opens `log.events` when configured.
+fn open_event_log(config: &Config) -> Result<Option<Arc<EventLog>>, ServeError> {
+    let Some(path) = &config.log.events else {
+        return Ok(None);
+    };
+    let log = EventLog::open(path, config.log.events_max_size.bytes(), config.log.events_keep).map_err(
+        |source| ServeError::EventLog {
+            path: path.clone(),
+            source,
+        },
+    )?;
+    Ok(Some(Arc::new(log)))
+}
+
+/// Reopens the event log on every SIGHUP (logrotate) until the server stops.
+async fn reopen_on_sighup(log: Arc<EventLog>, mut stopped: watch::Receiver<bool>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot install the SIGHUP handler; the event log is rotated by size only");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = hangups.recv() => {
+                tracing::info!("SIGHUP: reopening the event log");
+                log.reopen();
+            }
+            _ = stopped.wait_for(|stop| *stop) => return,
+        }
+    }
+}
+
+/// Closes the spool once nothing else holds it.
+async fn close_spool(spool: Arc<Spool>) -> Result<(), ServeError> {
     match Arc::try_unwrap(spool) {
         Ok(spool) => {
             let closed = tokio::task::spawn_blocking(move || spool.close())
@@ -155,7 +244,6 @@ pub async fn serve(
         }
         Err(_) => tracing::warn!("spool still referenced at shutdown; it closes when dropped"),
     }
-    tracing::info!("stopped");
     Ok(())
 }
 
@@ -165,6 +253,8 @@ fn smtp_server(
     tls: Option<tokio_rustls::TlsAcceptor>,
     spool: &Arc<Spool>,
     metrics: &Arc<Metrics>,
+    events: EventBus,
+    wakeup: Arc<Notify>,
 ) -> Arc<SmtpServer> {
     let smtp = &config.smtp;
     let rule = AuthThrottleRule {
@@ -188,7 +278,8 @@ fn smtp_server(
         throttle: Arc::new(Mutex::new(AuthThrottle::new(rule, MAX_THROTTLED_CLIENTS))),
         spool: Arc::clone(spool),
         tls,
-        events: EventBus::new(vec![Arc::clone(metrics) as Arc<dyn crate::events::EventSink>]),
+        events,
+        delivery_wakeup: wakeup,
         metrics: Arc::clone(metrics),
         command_timeout: smtp.command_timeout.get(),
         data_timeout: smtp.data_timeout.get(),

@@ -2,5 +2,11 @@
 //! Nothing here touches sockets, disk or the wall clock, so each rule is table-tested.
 
 pub mod auth_throttle;
+pub mod classify;
+pub mod retry;
 
 pub use auth_throttle::{AuthThrottle, AuthThrottleRule, ThrottleDecision};
+pub use classify::{
+    BounceClass, NetworkFailure, Outcome, ReplyView, classify_network, classify_reply, parse_enhanced,
+};
+pub use retry::{RetryDecision, RetrySchedule};

@@ -18,6 +18,8 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 pub mod binary;
+pub mod dns;
+pub mod sink;
 
 /// Bound on every wait for the server in these tests: a hung server fails the test instead of CI.
 pub const WAIT: Duration = Duration::from_secs(30);
@@ -123,7 +125,8 @@ pub const GLOBEX: TestTenant = TestTenant {
     sender_domains: &["globex.example"],
 };
 
-/// A config for tests: spool in `dir`, hostname "mta.test", no relay networks, no tenants, no TLS.
+/// A config for tests: spool in `dir`, hostname "mta.test", no relay networks, no tenants, no TLS,
+/// delivery paused (reception tests inspect the queue; nothing may leave the machine).
 pub fn test_config(dir: &Path) -> Config {
     let mut config = Config::embedded_default();
     config.smtp.hostname = "mta.test".to_string();
@@ -132,6 +135,8 @@ pub fn test_config(dir: &Path) -> Config {
     config.api.listen = "127.0.0.1:0".parse().expect("addr");
     config.spool.path = dir.join("spool");
     config.spool.min_free_space = penguin_config::ByteSize(0);
+    config.delivery.paused = true;
+    config.log.events = None;
     config
 }
 

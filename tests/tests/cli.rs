@@ -334,10 +334,11 @@ async fn serve_without_config_uses_the_embedded_default_in_the_working_directory
         client.greeting
     );
     client.ehlo().await;
-    // The default relays for loopback as tenant "default".
-    let content = simple_message("app@anything.example", "user@example.com", "default config");
+    // The default relays for loopback as tenant "default". The recipient is a domain literal whose
+    // port 25 is closed: delivery is tried without DNS, nothing leaves the machine, the message stays.
+    let content = simple_message("app@anything.example", "user@[127.0.0.1]", "default config");
     let reply = client
-        .send_message("app@anything.example", &["user@example.com"], &content)
+        .send_message("app@anything.example", &["user@[127.0.0.1]"], &content)
         .await;
     let id = reply.queued_id().unwrap_or_else(|| panic!("not queued: {reply}"));
     assert_eq!(client.cmd("QUIT").await.code, 221);

@@ -36,6 +36,8 @@ pub struct ConnectionContext {
     pub tls: Option<TlsAcceptor>,
     /// The event stream.
     pub events: EventBus,
+    /// Wakes the delivery dispatcher when a message was queued.
+    pub delivery_wakeup: Arc<tokio::sync::Notify>,
     /// Metrics of the server.
     pub metrics: Arc<Metrics>,
     /// Idle timeout while waiting for a command.
@@ -338,6 +340,7 @@ impl Driver<'_> {
             tls,
             size: envelope.size,
             recipients: Some(envelope.recipients.len()),
+            delay_ms: None,
         };
         let result = self.context.spool.enqueue(message).await;
         if result.is_ok() {
@@ -350,6 +353,7 @@ impl Driver<'_> {
                 timestamp,
                 ..reception
             });
+            self.context.delivery_wakeup.notify_one();
         }
         self.session.on_enqueued(id, result)
     }

@@ -1,0 +1,190 @@
+//! Turning one delivery attempt's per-recipient results into recipient states, the next attempt
+//! time, and the events to emit. Pure: inputs, `now`, a jitter sample; no IO.
+
+use std::net::IpAddr;
+
+use penguin_policy::{BounceClass, NetworkFailure, Outcome, RetryDecision, RetrySchedule, classify_network};
+use penguin_queue::{Envelope, RecipientState};
+
+use super::client::SessionError;
+use super::reply::RemoteReply;
+use crate::events::{EventKind, EventResponse};
+use crate::smtp::headers::TlsInfo;
+
+/// What one attempt meant for one recipient.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attempt {
+    /// Delivered, transient or permanent, with the class.
+    pub outcome: Outcome,
+    /// The deciding answer.
+    pub response: EventResponse,
+    /// The remote host that answered.
+    pub mx: Option<String>,
+    /// Our address on the connection.
+    pub source_ip: Option<IpAddr>,
+    /// TLS of the connection.
+    pub tls: Option<TlsInfo>,
+}
+
+/// Where an attempt happened.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConnectionInfo {
+    /// Remote host name.
+    pub mx: Option<String>,
+    /// Our address.
+    pub source_ip: Option<IpAddr>,
+    /// TLS in use.
+    pub tls: Option<TlsInfo>,
+}
+
+impl Attempt {
+    /// The attempt a remote reply decides.
+    pub fn from_reply(reply: &RemoteReply, at: &ConnectionInfo) -> Attempt {
+        let outcome = reply.with_view(penguin_policy::classify_reply);
+        Attempt {
+            outcome,
+            response: reply.response(),
+            mx: at.mx.clone(),
+            source_ip: at.source_ip,
+            tls: at.tls.clone(),
+        }
+    }
+
+    /// The attempt a failure without a per-recipient reply decides.
+    pub fn from_error(error: &SessionError, at: &ConnectionInfo) -> Attempt {
+        match error {
+            SessionError::Reply(reply) => Attempt::from_reply(reply, at),
+            SessionError::Network { failure, detail } => Attempt::from_failure(*failure, detail, at),
+        }
+    }
+
+    /// The attempt of a network, TLS or DNS failure (code 0, our enhanced code).
+    pub fn from_failure(failure: NetworkFailure, detail: &str, at: &ConnectionInfo) -> Attempt {
+        let (outcome, enhanced) = classify_network(failure);
+        Attempt {
+            outcome,
+            response: EventResponse {
+                code: 0,
+                enhanced: Some(enhanced.to_string()),
+                text: detail.to_string(),
+            },
+            mx: at.mx.clone(),
+            source_ip: at.source_ip,
+            tls: at.tls.clone(),
+        }
+    }
+
+    /// The bounce class, for events (none when delivered).
+    pub fn class(&self) -> Option<BounceClass> {
+        match self.outcome {
+            Outcome::Delivered => None,
+            Outcome::Transient(class) | Outcome::Permanent(class) => Some(class),
+        }
+    }
+}
+
+/// One event to emit for a recipient after the envelope is stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecipientEvent {
+    /// Index of the recipient in the envelope.
+    pub index: usize,
+    /// Event type.
+    pub kind: EventKind,
+    /// The attempt behind it.
+    pub attempt: Attempt,
+}
+
+/// The result of applying an attempt to an envelope.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Events in recipient order.
+    pub events: Vec<RecipientEvent>,
+    /// Recipients that became final failures now (bounced or expired): DSN candidates.
+    pub failed: Vec<usize>,
+}
+
+/// Applies per-recipient attempts: states, attempt counts, and either the next attempt time or the
+/// expiry of every recipient still queued (`jitter` is a uniform sample in [0, 1)).
+pub fn apply(
+    envelope: &mut Envelope,
+    attempts: Vec<(usize, Attempt)>,
+    now_ms: u64,
+    retry: &RetrySchedule,
+    jitter: f64,
+) -> Applied {
+    let mut applied = Applied::default();
+    for (index, attempt) in attempts {
+        let Some(recipient) = envelope.recipients.get_mut(index) else {
+            continue;
+        };
+        recipient.attempts = recipient.attempts.saturating_add(1);
+        let kind = match attempt.outcome {
+            Outcome::Delivered => {
+                recipient.state = RecipientState::Delivered;
+                EventKind::Delivery
+            }
+            Outcome::Permanent(_) => {
+                recipient.state = RecipientState::Bounced;
+                applied.failed.push(index);
+                EventKind::Bounce
+            }
+            Outcome::Transient(_) => EventKind::TransientFailure,
+        };
+        applied.events.push(RecipientEvent { index, kind, attempt });
+    }
+    let queued = envelope
+        .recipients
+        .iter()
+        .filter(|r| r.state == RecipientState::Queued);
+    let Some(attempts_made) = queued.map(|r| r.attempts).max() else {
+        return applied;
+    };
+    match retry.after_failure(attempts_made, envelope.received_at_ms, now_ms, jitter) {
+        RetryDecision::RetryAt(at) => envelope.next_attempt_at_ms = at,
+        RetryDecision::Expire => expire(envelope, &mut applied),
+    }
+    applied
+}
+
+/// Every still-queued recipient expires; its transient event becomes an expiration.
+fn expire(envelope: &mut Envelope, applied: &mut Applied) {
+    for (index, recipient) in envelope.recipients.iter_mut().enumerate() {
+        if recipient.state != RecipientState::Queued {
+            continue;
+        }
+        recipient.state = RecipientState::Expired;
+        applied.failed.push(index);
+        let expired = Outcome::Permanent(BounceClass::MessageExpired);
+        match applied.events.iter_mut().find(|event| event.index == index) {
+            Some(event) => {
+                event.kind = EventKind::Expiration;
+                event.attempt.outcome = expired;
+            }
+            None => {
+                let (_, enhanced) = classify_network(NetworkFailure::MessageExpired);
+                let response = EventResponse {
+                    code: 0,
+                    enhanced: Some(enhanced.to_string()),
+                    text: "delivery time expired".into(),
+                };
+                let attempt = Attempt {
+                    outcome: expired,
+                    response,
+                    mx: None,
+                    source_ip: None,
+                    tls: None,
+                };
+                applied.events.push(RecipientEvent {
+                    index,
+                    kind: EventKind::Expiration,
+                    attempt,
+                });
+            }
+        }
+    }
+    applied.failed.sort_unstable();
+}
+
+#[cfg(test)]
+#[path = "outcome_tests.rs"]
+mod tests;
