@@ -36,15 +36,21 @@ pub fn default_binary() -> anyhow::Result<PathBuf> {
 
 impl Engine {
     /// Starts `binary serve` with a spool in a fresh directory under `spool_parent` (a real disk:
-    /// fsync must cost what it costs in production), relaying for loopback clients.
-    pub fn start(binary: &Path, spool_parent: &Path) -> anyhow::Result<Engine> {
+    /// fsync must cost what it costs in production), relaying for loopback clients. With `relay_to`
+    /// every message is delivered there (a sink); without it delivery is paused (intake only).
+    pub fn start(binary: &Path, spool_parent: &Path, relay_to: Option<SocketAddr>) -> anyhow::Result<Engine> {
         let dir = tempfile::Builder::new()
             .prefix("penguin-bench-")
             .tempdir_in(spool_parent)?;
         let (smtp, api) = (free_address()?, free_address()?);
+        let delivery = match relay_to {
+            Some(sink) => format!("[delivery]\nrelay_host = \"{sink}\"\n"),
+            None => "[delivery]\npaused = true\n".to_string(),
+        };
         let config = format!(
             "[smtp]\nlisten = [\"{smtp}\"]\nhostname = \"bench.test\"\nrelay_networks = [\"127.0.0.0/8\"]\n\
-             max_connections_per_ip = 1000\n[spool]\npath = \"{}\"\nmin_free_space = \"0B\"\n[api]\nlisten = \"{api}\"\n",
+             max_connections_per_ip = 1000\n[spool]\npath = \"{}\"\nmin_free_space = \"0B\"\n[api]\nlisten = \"{api}\"\n\
+             {delivery}[log]\n",
             dir.path().join("spool").display()
         );
         let config_path = dir.path().join("bench.toml");
@@ -91,6 +97,19 @@ impl Engine {
     /// Resident set size in bytes, from /proc.
     pub fn rss_bytes(&self) -> anyhow::Result<u64> {
         rss_bytes(&self.child.id().to_string())
+    }
+
+    /// The sum of every series of a metric (all label sets) from `/metrics`; 0 if absent.
+    pub fn metric_sum(&self, name: &str) -> anyhow::Result<f64> {
+        let text = http_get(self.api, "/metrics")?;
+        Ok(text
+            .lines()
+            .filter(|line| line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} ")))
+            .filter_map(|line| {
+                line.rsplit_once(' ')
+                    .and_then(|(_, value)| value.parse::<f64>().ok())
+            })
+            .sum())
     }
 
     /// The value of a metric line (first series whose name matches exactly) from `/metrics`.

@@ -18,6 +18,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 pub mod binary;
+pub mod delivery;
 pub mod dns;
 pub mod sink;
 

@@ -130,26 +130,8 @@ impl Delivery {
         let mut jobs = JoinSet::new();
         let mut tick = tokio::time::interval(TICK);
         while !*stop.borrow() {
-            let free = in_flight.available_permits();
             let now = timefmt::unix_millis(SystemTime::now());
-            let due = if free > 0 {
-                self.spool.index().pop_due(now, free)
-            } else {
-                Vec::new()
-            };
-            for id in due {
-                let Ok(permit) = Arc::clone(&in_flight).try_acquire_owned() else {
-                    break;
-                };
-                let delivery = Arc::clone(&self);
-                self.in_flight.fetch_add(1, Ordering::Relaxed);
-                jobs.spawn(async move {
-                    let counter = Arc::clone(&delivery.in_flight);
-                    delivery.deliver_message(id).await;
-                    counter.fetch_sub(1, Ordering::Relaxed);
-                    drop(permit);
-                });
-            }
+            let free = self.dispatch_due(&in_flight, &mut jobs, now);
             while jobs.try_join_next().is_some() {}
             let next_due = self.spool.index().next_due_ms();
             let wait = next_due.map_or(TICK, |due| {
@@ -159,7 +141,7 @@ impl Delivery {
                 _ = self.wakeup.notified() => {}
                 _ = tokio::time::sleep(wait), if free > 0 => {}
                 Some(_) = jobs.join_next(), if !jobs.is_empty() => {}
-                _ = tick.tick() => self.pool.close_expired().await,
+                _ = tick.tick() => self.pool.close_expired(),
                 _ = stop.changed() => {}
             }
         }
@@ -169,6 +151,38 @@ impl Delivery {
             while jobs.join_next().await.is_some() {}
         }
         self.pool.close_all().await;
+    }
+
+    /// Starts a job for each due message, as many as there are free in-flight slots; returns how many
+    /// slots were free. Popped ids are counted in flight under the index lock, so the queue depth
+    /// (index + in flight) never misses them.
+    fn dispatch_due(self: &Arc<Self>, in_flight: &Arc<Semaphore>, jobs: &mut JoinSet<()>, now: u64) -> usize {
+        let free = in_flight.available_permits();
+        let Some(mut permits) = Arc::clone(in_flight)
+            .try_acquire_many_owned(free as u32)
+            .ok()
+            .filter(|_| free > 0)
+        else {
+            return free;
+        };
+        let due = {
+            let mut index = self.spool.index();
+            let due = index.pop_due(now, free);
+            self.in_flight.fetch_add(due.len(), Ordering::Relaxed);
+            due
+        };
+        for id in due {
+            // Only this loop takes permits, so `free` of them were available: split never fails.
+            let permit = permits.split(1);
+            let delivery = Arc::clone(self);
+            jobs.spawn(async move {
+                let counter = Arc::clone(&delivery.in_flight);
+                delivery.deliver_message(id).await;
+                counter.fetch_sub(1, Ordering::Relaxed);
+                drop(permit);
+            });
+        }
+        free
     }
 
     /// Queues a DSN to the sender for recipients that failed for good (if the tenant wants DSNs and

@@ -144,15 +144,12 @@ impl Pool {
         self.changed.notify_waiters();
     }
 
-    /// Closes idle connections older than the idle timeout. Call periodically.
-    pub async fn close_expired(&self) {
+    /// Closes idle connections older than the idle timeout (QUIT in background tasks, so the caller
+    /// is not held up by slow servers). Call periodically.
+    pub fn close_expired(&self) {
         let expired = self.drain_idle(|idle| idle.since.elapsed() >= self.idle_timeout);
-        let any = !expired.is_empty();
         for lease in expired {
-            close(lease).await;
-        }
-        if any {
-            self.changed.notify_waiters();
+            tokio::spawn(close(lease));
         }
     }
 
