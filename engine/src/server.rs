@@ -146,6 +146,7 @@ pub async fn serve(
     }
     if config.delivery.paused {
         tracing::warn!("delivery.paused is set: accepted mail stays queued");
+        drop(delivery);
     } else {
         tasks.spawn(Arc::new(delivery).run(stopped.clone(), config.smtp.shutdown_grace.get()));
     }

@@ -169,7 +169,9 @@ impl Spool {
     /// Durably replaces the envelope of a stored message (delivery outcomes, attempts, next due time).
     /// If a recipient is still queued, the message is (re)scheduled at `next_attempt_at_ms`; otherwise
     /// the message is finished: envelope and body are deleted and it leaves the index. Returns false,
-    /// writing nothing, if the message does not exist (for example deleted meanwhile).
+    /// writing nothing, if the message does not exist (for example deleted meanwhile). Batched like
+    /// `enqueue` but not fsynced on its own (the next synced batch carries it): a power loss may bring
+    /// the previous envelope back, which means a retry, never a loss.
     pub async fn update_envelope(&self, id: MessageId, envelope: Envelope) -> Result<bool, SpoolError> {
         let encoded = codec::encode(&envelope);
         let op = Op::Update {

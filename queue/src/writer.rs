@@ -2,7 +2,7 @@
 //!
 //! Callers send [`Request`]s over a crossbeam channel. The thread blocks for one request, then takes
 //! whatever else is already waiting (up to the batch bounds), writes all of it as ONE RocksDB
-//! `WriteBatch` with a synced WAL write, tells the observer, updates the schedule index and only then
+//! `WriteBatch` with a synced WAL write (when it holds a new message), tells the observer, updates the schedule index and only then
 //! acknowledges every request of the batch. While it syncs, new requests queue up in the channel and form
 //! the next batch: the busier the spool, the larger the batches, the fewer fsyncs per message.
 
@@ -66,6 +66,14 @@ impl Op {
         match self {
             Op::Insert { id, .. } | Op::Update { id, .. } | Op::Delete { id } => *id,
         }
+    }
+
+    /// Whether the op must be on disk before its caller hears back: a new message (it is about to
+    /// get its 250). Updates and deletes after a delivery attempt are written to the WAL without an
+    /// fsync of their own: they ride on the next synced batch, and after a power loss before that
+    /// the previous envelope comes back, so the message is retried (a duplicate, never a loss).
+    fn needs_sync(&self) -> bool {
+        matches!(self, Op::Insert { .. })
     }
 
     /// Bytes this op adds to a batch (values plus keys).
@@ -182,8 +190,9 @@ impl Writer {
 
     /// Writes one batch, then acknowledges each of its requests.
     fn commit(&self, batch: &mut Vec<Request>, bytes: usize) {
+        let sync = self.sync && batch.iter().any(|request| request.op.needs_sync());
         let outcomes = match self.build(batch) {
-            Ok((write_batch, outcomes)) => self.write(write_batch, outcomes, batch.len(), bytes),
+            Ok((write_batch, outcomes)) => self.write(write_batch, outcomes, batch.len(), bytes, sync),
             Err(error) => vec![Err(error); batch.len()],
         };
         if outcomes.iter().any(|o| o.is_ok()) {
@@ -202,9 +211,10 @@ impl Writer {
         outcomes: Vec<Outcome>,
         requests: usize,
         bytes: usize,
+        sync: bool,
     ) -> Vec<Outcome> {
         let mut options = WriteOptions::default();
-        options.set_sync(self.sync);
+        options.set_sync(sync);
         let started = Instant::now();
         match self.db.write_opt(write_batch, &options) {
             Ok(()) => {

@@ -1,78 +1,96 @@
-//! Outbound connections: reuse of idle sessions per remote address, and the caps on open connections
-//! per remote host and in total. An open connection (busy or idle) holds its slots; they are released
-//! when it closes, so no path can leak capacity.
+//! Outbound connections: reuse of idle sessions per remote address, and the caps on connections per
+//! remote host and in total.
+//!
+//! Two kinds of permits, both fair (FIFO) tokio semaphores, so waiting costs nothing until it is
+//! one's turn:
+//! - a *use* permit per remote address (`max_connections_per_host`): held while a connection to that
+//!   address is checked out. A job with a use permit takes an idle connection, or opens one (there is
+//!   none idle, so fewer than the cap are open);
+//! - an *open* permit (`max_connections`): held by every open connection, idle ones included, and
+//!   released when it closes. When none is free, the longest-idle connection of another host is closed.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::client::Connection;
 use crate::metrics::Metrics;
 
-/// Longest wait for a free slot before looking again (idle connections may have appeared).
-const SLOT_RECHECK: Duration = Duration::from_millis(200);
-
-/// The capacity an open connection holds.
-pub struct Slots {
-    /// One of `max_connections_per_host` for its remote address.
-    _host: OwnedSemaphorePermit,
+/// An open connection's share of `max_connections`; keeps the open-connections gauge right.
+pub struct OpenSlot {
     /// One of `max_connections`.
-    _total: OwnedSemaphorePermit,
-    /// Keeps the open-connections gauge right: decremented on drop.
+    _permit: OwnedSemaphorePermit,
+    /// Decremented on drop.
     gauge: Arc<Metrics>,
 }
 
-impl Drop for Slots {
+impl Drop for OpenSlot {
     fn drop(&mut self) {
         self.gauge.outbound_connections.dec();
     }
 }
 
-/// A connection checked out of the pool, with its slots.
+/// A connection checked out of the pool.
 pub struct Lease {
     /// The session.
     pub connection: Connection,
-    /// Capacity held while it is open.
-    slots: Slots,
+    /// Its share of the total cap, kept while it is open (idle or not).
+    open: OpenSlot,
+    /// The right to use a connection to this address now.
+    _use: OwnedSemaphorePermit,
     /// True when the connection was reused from the idle set.
     pub reused: bool,
-}
-
-/// An idle connection waiting for its next transaction.
-struct Idle {
-    /// The lease, parked.
-    lease: Lease,
-    /// Since when it is idle.
-    since: Instant,
 }
 
 /// What `acquire` found.
 pub enum Acquired {
     /// An idle connection to reuse.
     Reuse(Box<Lease>),
-    /// Capacity to open a new connection.
-    Open(Slots),
+    /// The permits to open a new connection: hand them to [`Pool::lease`] with the connection.
+    Open(Permits),
+}
+
+/// Permits for a connection about to be opened.
+pub struct Permits {
+    /// Share of the total cap.
+    open: OpenSlot,
+    /// Use permit of the address.
+    use_permit: OwnedSemaphorePermit,
+}
+
+/// An idle connection waiting for its next transaction.
+struct Idle {
+    /// The session.
+    connection: Connection,
+    /// Its share of the total cap.
+    open: OpenSlot,
+    /// Since when it is idle.
+    since: Instant,
+}
+
+/// Per remote address.
+struct Host {
+    /// Use permits (`max_connections_per_host`).
+    uses: Arc<Semaphore>,
+    /// Idle connections, most recent last.
+    idle: Mutex<Vec<Idle>>,
 }
 
 /// The outbound connection pool.
 pub struct Pool {
-    /// Idle connections by remote address.
-    idle: Mutex<HashMap<SocketAddr, Vec<Idle>>>,
-    /// Slots per remote address.
-    per_host: Mutex<HashMap<SocketAddr, Arc<Semaphore>>>,
-    /// Slots in total.
-    total: Arc<Semaphore>,
+    /// Remote addresses seen so far.
+    hosts: Mutex<HashMap<SocketAddr, Arc<Host>>>,
+    /// Open permits (`max_connections`).
+    open: Arc<Semaphore>,
     /// `delivery.max_connections_per_host`.
     max_per_host: usize,
     /// `delivery.connection_idle_timeout`.
     idle_timeout: Duration,
     /// `delivery.max_messages_per_connection`.
     max_transactions: usize,
-    /// Signalled when a connection is parked or closed (capacity may be available).
-    changed: Notify,
     /// Metrics (open connections gauge).
     metrics: Arc<Metrics>,
 }
@@ -87,156 +105,173 @@ impl Pool {
         metrics: Arc<Metrics>,
     ) -> Pool {
         Pool {
-            idle: Mutex::new(HashMap::new()),
-            per_host: Mutex::new(HashMap::new()),
-            total: Arc::new(Semaphore::new(max_total)),
+            hosts: Mutex::new(HashMap::new()),
+            open: Arc::new(Semaphore::new(max_total)),
             max_per_host,
             idle_timeout,
             max_transactions,
-            changed: Notify::new(),
             metrics,
         }
     }
 
-    /// An idle connection to `address`, or the slots to open one; waits while the caps are reached.
+    /// Waits for the turn to use a connection to `address`; then an idle one, or the permits to
+    /// open one.
     pub async fn acquire(&self, address: SocketAddr) -> Acquired {
-        loop {
-            if let Some(lease) = self.take_idle(address) {
-                return Acquired::Reuse(Box::new(lease));
-            }
-            if let Some(slots) = self.try_slots(address) {
-                return Acquired::Open(slots);
-            }
-            let notified = self.changed.notified();
-            let _ = tokio::time::timeout(SLOT_RECHECK, notified).await;
+        let host = self.host(address);
+        // The semaphore is never closed, so acquire cannot fail; fall back to a fresh one if it did.
+        let use_permit = match Arc::clone(&host.uses).acquire_owned().await {
+            Ok(permit) => permit,
+            Err(_) => Arc::new(Semaphore::new(1))
+                .try_acquire_owned()
+                .expect("fresh semaphore"),
+        };
+        if let Some(idle) = lock(&host.idle).pop() {
+            let lease = Lease {
+                connection: idle.connection,
+                open: idle.open,
+                _use: use_permit,
+                reused: true,
+            };
+            return Acquired::Reuse(Box::new(lease));
         }
+        Acquired::Open(Permits {
+            open: self.open_slot().await,
+            use_permit,
+        })
     }
 
     /// Wraps a newly opened connection.
-    pub fn lease(&self, connection: Connection, slots: Slots) -> Lease {
+    pub fn lease(&self, connection: Connection, permits: Permits) -> Lease {
         Lease {
             connection,
-            slots,
+            open: permits.open,
+            _use: permits.use_permit,
             reused: false,
         }
     }
 
     /// Returns a connection after a transaction: parked for reuse if it may carry more, else closed.
+    /// Its use permit is released either way, which lets the next job for this address go.
     pub async fn release(&self, lease: Lease) {
-        let reusable = lease.connection.is_usable()
-            && lease.connection.transactions < self.max_transactions
-            && !lease.connection.has_unread_input();
+        let Lease {
+            connection,
+            open,
+            _use,
+            ..
+        } = lease;
+        // At the total cap, jobs for other hosts may be waiting for an open permit: close instead of
+        // parking, so the cap serves them rather than idle connections.
+        let reusable = connection.is_usable()
+            && connection.transactions < self.max_transactions
+            && !connection.has_unread_input()
+            && self.open.available_permits() > 0;
         if reusable {
-            let address = lease.connection.address;
-            lock(&self.idle).entry(address).or_default().push(Idle {
-                lease,
+            let host = self.host(connection.address);
+            lock(&host.idle).push(Idle {
+                connection,
+                open,
                 since: Instant::now(),
             });
         } else {
-            close(lease).await;
+            tokio::spawn(close(connection, open));
         }
-        self.changed.notify_waiters();
     }
 
-    /// Closes a connection that failed (its slots are released).
+    /// Closes a connection that failed.
     pub async fn discard(&self, lease: Lease) {
-        close(lease).await;
-        self.changed.notify_waiters();
+        let Lease { connection, open, .. } = lease;
+        close(connection, open).await;
     }
 
-    /// Closes idle connections older than the idle timeout (QUIT in background tasks, so the caller
-    /// is not held up by slow servers). Call periodically.
+    /// Closes idle connections older than the idle timeout (QUIT in background tasks). Call
+    /// periodically.
     pub fn close_expired(&self) {
-        let expired = self.drain_idle(|idle| idle.since.elapsed() >= self.idle_timeout);
-        for lease in expired {
-            tokio::spawn(close(lease));
+        let hosts: Vec<Arc<Host>> = lock(&self.hosts).values().cloned().collect();
+        for host in hosts {
+            let expired: Vec<Idle> = {
+                let mut idle = lock(&host.idle);
+                let (gone, kept) = idle
+                    .drain(..)
+                    .partition(|i| i.since.elapsed() >= self.idle_timeout);
+                *idle = kept;
+                gone
+            };
+            for idle in expired {
+                tokio::spawn(close(idle.connection, idle.open));
+            }
         }
     }
 
     /// Closes every idle connection (shutdown).
     pub async fn close_all(&self) {
-        for lease in self.drain_idle(|_| true) {
-            close(lease).await;
-        }
-    }
-
-    /// The freshest idle connection to `address`, if any.
-    fn take_idle(&self, address: SocketAddr) -> Option<Lease> {
-        let mut idle = lock(&self.idle);
-        let parked = idle.get_mut(&address)?;
-        let found = parked.pop().map(|idle| Lease {
-            reused: true,
-            ..idle.lease
-        });
-        if parked.is_empty() {
-            idle.remove(&address);
-        }
-        found
-    }
-
-    /// Slots for a new connection to `address`, if both caps allow one now. When only the total cap
-    /// is reached, an idle connection to another host is closed to make room (in the background).
-    fn try_slots(&self, address: SocketAddr) -> Option<Slots> {
-        let host = Arc::clone(
-            lock(&self.per_host)
-                .entry(address)
-                .or_insert_with(|| Arc::new(Semaphore::new(self.max_per_host))),
-        );
-        let host = host.try_acquire_owned().ok()?;
-        let Ok(total) = Arc::clone(&self.total).try_acquire_owned() else {
-            if let Some(victim) = self.oldest_idle() {
-                tokio::spawn(close(victim));
+        let hosts: Vec<Arc<Host>> = lock(&self.hosts).values().cloned().collect();
+        for host in hosts {
+            let idle: Vec<Idle> = lock(&host.idle).drain(..).collect();
+            for idle in idle {
+                close(idle.connection, idle.open).await;
             }
-            return None;
+        }
+    }
+
+    /// The state of one remote address.
+    fn host(&self, address: SocketAddr) -> Arc<Host> {
+        let mut hosts = lock(&self.hosts);
+        let host = hosts.entry(address).or_insert_with(|| {
+            Arc::new(Host {
+                uses: Arc::new(Semaphore::new(self.max_per_host)),
+                idle: Mutex::new(Vec::new()),
+            })
+        });
+        Arc::clone(host)
+    }
+
+    /// A share of the total cap; when none is free, closes the longest-idle connection (of any
+    /// host) to make room, then waits its turn.
+    async fn open_slot(&self) -> OpenSlot {
+        let permit = match Arc::clone(&self.open).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                if let Some(idle) = self.oldest_idle() {
+                    tokio::spawn(close(idle.connection, idle.open));
+                }
+                match Arc::clone(&self.open).acquire_owned().await {
+                    Ok(permit) => permit,
+                    Err(_) => Arc::new(Semaphore::new(1))
+                        .try_acquire_owned()
+                        .expect("fresh semaphore"),
+                }
+            }
         };
         self.metrics.outbound_connections.inc();
-        Some(Slots {
-            _host: host,
-            _total: total,
+        OpenSlot {
+            _permit: permit,
             gauge: Arc::clone(&self.metrics),
-        })
+        }
     }
 
     /// Removes and returns the longest-idle connection of any host.
-    fn oldest_idle(&self) -> Option<Lease> {
-        let mut idle = lock(&self.idle);
-        let address = idle
+    fn oldest_idle(&self) -> Option<Idle> {
+        let hosts: Vec<Arc<Host>> = lock(&self.hosts).values().cloned().collect();
+        let oldest = hosts
             .iter()
-            .filter_map(|(address, parked)| parked.first().map(|first| (*address, first.since)))
-            .min_by_key(|(_, since)| *since)
-            .map(|(address, _)| address)?;
-        let parked = idle.get_mut(&address)?;
-        let lease = parked.remove(0).lease;
-        if parked.is_empty() {
-            idle.remove(&address);
-        }
-        Some(lease)
-    }
-
-    /// Removes the idle connections matching `expired`.
-    fn drain_idle(&self, expired: impl Fn(&Idle) -> bool) -> Vec<Lease> {
-        let mut removed = Vec::new();
-        let mut idle = lock(&self.idle);
-        idle.retain(|_, parked| {
-            let (gone, kept): (Vec<Idle>, Vec<Idle>) = parked.drain(..).partition(|i| expired(i));
-            removed.extend(gone.into_iter().map(|i| i.lease));
-            *parked = kept;
-            !parked.is_empty()
-        });
-        removed
+            .filter_map(|host| {
+                lock(&host.idle)
+                    .first()
+                    .map(|idle| (Arc::clone(host), idle.since))
+            })
+            .min_by_key(|(_, since)| *since)?;
+        let mut idle = lock(&oldest.0.idle);
+        (!idle.is_empty()).then(|| idle.remove(0))
     }
 }
 
-/// Sends QUIT (bounded) and drops the connection and its slots.
-async fn close(lease: Lease) {
-    let Lease {
-        connection, slots, ..
-    } = lease;
+/// Sends QUIT (bounded) and drops the connection and its share of the total cap.
+async fn close(connection: Connection, open: OpenSlot) {
     connection.quit(Duration::from_secs(5)).await;
-    drop(slots);
+    drop(open);
 }
 
-/// Locks a mutex, ignoring poisoning (the data stays consistent: every critical section is short).
+/// Locks a mutex, ignoring poisoning (every critical section here is short and leaves data consistent).
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }

@@ -231,10 +231,10 @@ impl Delivery {
     async fn connect(&self, target: &Target) -> Result<Lease, SessionError> {
         match self.pool.acquire(target.address).await {
             Acquired::Reuse(lease) => Ok(*lease),
-            Acquired::Open(slots) => {
+            Acquired::Open(permits) => {
                 let connection =
                     Connection::open(target.address, &target.host, &self.settings.client).await?;
-                Ok(self.pool.lease(connection, slots))
+                Ok(self.pool.lease(connection, permits))
             }
         }
     }
@@ -244,10 +244,10 @@ impl Delivery {
         loop {
             match self.pool.acquire(target.address).await {
                 Acquired::Reuse(lease) => self.pool.discard(*lease).await,
-                Acquired::Open(slots) => {
+                Acquired::Open(permits) => {
                     let connection =
                         Connection::open(target.address, &target.host, &self.settings.client).await?;
-                    return Ok(self.pool.lease(connection, slots));
+                    return Ok(self.pool.lease(connection, permits));
                 }
             }
         }

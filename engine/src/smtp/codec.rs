@@ -148,7 +148,7 @@ impl ContentChecker {
         if bytes.is_empty() {
             return;
         }
-        if !self.eight_bit && bytes.iter().any(|&b| b > 127) {
+        if !self.eight_bit && !bytes.is_ascii() {
             self.eight_bit = true;
         }
         if self.pending_cr {
