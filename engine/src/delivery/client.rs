@@ -272,7 +272,7 @@ impl Connection {
                 ));
             }
         };
-        let info = tls_info(tls.get_ref().1);
+        let info = TlsInfo::of(tls.get_ref().1);
         let mut secured = Connection {
             stream: BufReader::new(Box::new(tls)),
             tls: Some(info),
@@ -280,23 +280,6 @@ impl Connection {
         };
         secured.hello(helo, timeouts).await?;
         Ok(secured)
-    }
-}
-
-/// Version and cipher of a client TLS session.
-fn tls_info(connection: &rustls::ClientConnection) -> TlsInfo {
-    let version = match connection.protocol_version() {
-        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".to_string(),
-        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".to_string(),
-        other => format!("{other:?}"),
-    };
-    let cipher = connection
-        .negotiated_cipher_suite()
-        .and_then(|s| s.suite().as_str())
-        .unwrap_or("unknown");
-    TlsInfo {
-        version,
-        cipher: cipher.to_string(),
     }
 }
 

@@ -178,17 +178,15 @@ impl Delivery {
         tx: &Transaction<'_>,
     ) -> Result<(Vec<super::reply::RemoteReply>, ConnectionInfo), (SessionError, ConnectionInfo)> {
         let mut last = None;
+        let failed_at = |target: &Target| ConnectionInfo {
+            mx: Some(target.host.clone()),
+            ..Default::default()
+        };
         for target in targets {
             let mut lease = match self.connect(target).await {
                 Ok(lease) => lease,
                 Err(error) => {
-                    last = Some((
-                        error,
-                        ConnectionInfo {
-                            mx: Some(target.host.clone()),
-                            ..Default::default()
-                        },
-                    ));
+                    last = Some((error, failed_at(target)));
                     continue;
                 }
             };
@@ -200,13 +198,7 @@ impl Delivery {
                 lease = match self.connect_new(target).await {
                     Ok(lease) => lease,
                     Err(error) => {
-                        last = Some((
-                            error,
-                            ConnectionInfo {
-                                mx: Some(target.host.clone()),
-                                ..Default::default()
-                            },
-                        ));
+                        last = Some((error, failed_at(target)));
                         continue;
                     }
                 };

@@ -96,29 +96,12 @@ pub async fn handle(
     };
     let handshake = tokio::time::timeout(context.command_timeout, acceptor.accept(tcp)).await;
     let Ok(Ok(mut tls)) = handshake else { return };
-    let info = tls_info(tls.get_ref().1);
+    let info = TlsInfo::of(tls.get_ref().1);
     driver.session.on_tls_established(info);
     buffers.input.clear();
     buffers.framer = CommandFramer::default();
     // A second STARTTLS is refused by the session, so this cannot ask for another upgrade.
     let _ = driver.drive(&mut tls, &mut buffers).await;
-}
-
-/// The negotiated TLS version and cipher, named as in Postfix's Received fields.
-fn tls_info(connection: &rustls::ServerConnection) -> TlsInfo {
-    let version = match connection.protocol_version() {
-        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".to_string(),
-        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".to_string(),
-        other => format!("{other:?}"),
-    };
-    let cipher = connection
-        .negotiated_cipher_suite()
-        .and_then(|s| s.suite().as_str())
-        .unwrap_or("unknown");
-    TlsInfo {
-        version,
-        cipher: cipher.to_string(),
-    }
 }
 
 /// The loop state of one connection.

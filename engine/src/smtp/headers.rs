@@ -22,6 +22,25 @@ pub struct TlsInfo {
     pub cipher: String,
 }
 
+impl TlsInfo {
+    /// Version and cipher of an established session (either side), named as in Postfix's logs.
+    pub fn of(session: &rustls::CommonState) -> TlsInfo {
+        let version = match session.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".to_string(),
+            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".to_string(),
+            other => format!("{other:?}"),
+        };
+        let cipher = session
+            .negotiated_cipher_suite()
+            .and_then(|s| s.suite().as_str())
+            .unwrap_or("unknown");
+        TlsInfo {
+            version,
+            cipher: cipher.to_string(),
+        }
+    }
+}
+
 /// Everything the Received field says about how a message arrived.
 #[derive(Debug)]
 pub struct Trace<'a> {
