@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 use crate::postfix::{free_address, wait_until_listening};
+use crate::procfs;
 
 /// A running penguin-mta with its own spool.
 pub struct Engine {
@@ -15,10 +16,16 @@ pub struct Engine {
     child: Child,
     /// SMTP address.
     pub smtp: SocketAddr,
-    /// HTTP address.
-    pub api: SocketAddr,
-    /// Holds the spool directory until the engine is dropped.
-    _dir: tempfile::TempDir,
+    /// The spool and config directory (removed when the last owner drops it).
+    dir: Option<EngineDir>,
+}
+
+/// The directory of a stopped engine: its config and spool, for a restart.
+pub struct EngineDir {
+    /// The temporary directory.
+    dir: tempfile::TempDir,
+    /// SMTP address of its config.
+    smtp: SocketAddr,
 }
 
 /// The penguin-mta binary next to this benchmark binary (same target directory and profile).
@@ -53,12 +60,18 @@ impl Engine {
              {delivery}[log]\n",
             dir.path().join("spool").display()
         );
-        let config_path = dir.path().join("bench.toml");
-        std::fs::write(&config_path, config)?;
+        std::fs::write(dir.path().join("bench.toml"), config)?;
+        Ok(Engine::restart(binary, EngineDir { dir, smtp })?.0)
+    }
+
+    /// Starts the engine again on a stopped engine's directory; returns it with the time from spawn
+    /// until its SMTP port accepted a connection (start-up, spool recovery included).
+    pub fn restart(binary: &Path, dir: EngineDir) -> anyhow::Result<(Engine, Duration)> {
+        let started = std::time::Instant::now();
         let child = Command::new(binary)
             .arg("serve")
             .arg("--config")
-            .arg(&config_path)
+            .arg(dir.dir.path().join("bench.toml"))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -66,98 +79,64 @@ impl Engine {
             .with_context(|| format!("starting {}", binary.display()))?;
         let engine = Engine {
             child,
-            smtp,
-            api,
-            _dir: dir,
+            smtp: dir.smtp,
+            dir: Some(dir),
         };
-        wait_until_listening(smtp, Duration::from_secs(30))?;
-        Ok(engine)
+        wait_until_listening(engine.smtp, Duration::from_secs(300))?;
+        Ok((engine, started.elapsed()))
     }
 
-    /// CPU seconds (user + system) the process used so far, from /proc.
+    /// The spool directory.
+    pub fn spool_path(&self) -> PathBuf {
+        self.dir
+            .as_ref()
+            .map(|dir| dir.dir.path().join("spool"))
+            .unwrap_or_default()
+    }
+
+    /// SIGTERM, wait for the exit (bounded), and keep the directory for a restart.
+    pub fn stop(mut self) -> anyhow::Result<EngineDir> {
+        self.terminate()?;
+        self.dir.take().context("engine directory already taken")
+    }
+
+    /// Sends SIGTERM and waits (at most 5 minutes) for the process to exit.
+    fn terminate(&mut self) -> anyhow::Result<()> {
+        // SAFETY: SIGTERM to our own child process.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = std::time::Instant::now() + Duration::from_secs(300);
+        while std::time::Instant::now() < deadline {
+            if self.child.try_wait()?.is_some() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        bail!("penguin-mta did not stop within 5 minutes of SIGTERM")
+    }
+
+    /// The process id (for [`procfs`] accounting).
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// CPU seconds (user + system) the process tree used so far, from /proc (penguin-mta forks nothing,
+    /// so this is the process's own time).
     pub fn cpu_seconds(&self) -> anyhow::Result<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest)
-            .unwrap_or("")
-            .split_whitespace()
-            .collect();
-        let ticks = |index: usize| {
-            fields
-                .get(index)
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        // SAFETY: sysconf has no preconditions.
-        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-        Ok((ticks(11) + ticks(12)) / per_second)
+        procfs::tree_cpu_seconds(self.pid())
     }
 
     /// Resident set size in bytes, from /proc.
     pub fn rss_bytes(&self) -> anyhow::Result<u64> {
-        rss_bytes(&self.child.id().to_string())
-    }
-
-    /// The sum of every series of a metric (all label sets) from `/metrics`; 0 if absent.
-    pub fn metric_sum(&self, name: &str) -> anyhow::Result<f64> {
-        let text = http_get(self.api, "/metrics")?;
-        Ok(text
-            .lines()
-            .filter(|line| line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} ")))
-            .filter_map(|line| {
-                line.rsplit_once(' ')
-                    .and_then(|(_, value)| value.parse::<f64>().ok())
-            })
-            .sum())
-    }
-
-    /// The value of a metric line (first series whose name matches exactly) from `/metrics`.
-    pub fn metric(&self, name: &str) -> anyhow::Result<f64> {
-        let text = http_get(self.api, "/metrics")?;
-        text.lines()
-            .filter(|line| !line.starts_with('#'))
-            .find_map(|line| {
-                let (series, value) = line.rsplit_once(' ')?;
-                (series == name || series.starts_with(&format!("{name}{{"))).then(|| value.parse().ok())?
-            })
-            .with_context(|| format!("metric {name} not found"))
+        procfs::rss_bytes(self.pid())
     }
 }
 
 impl Drop for Engine {
     fn drop(&mut self) {
-        // SAFETY: SIGTERM to our own child; the engine flushes and exits.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let _ = self.child.wait();
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.terminate();
+        }
     }
-}
-
-/// VmRSS of `/proc/<pid>/status` in bytes (`pid` may be "self").
-pub fn rss_bytes(pid: &str) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|v| v.parse::<u64>().ok())
-        .map(|kib| kib * 1024)
-        .context("VmRSS not in /proc status")
-}
-
-/// A blocking HTTP/1.1 GET on loopback; returns the body.
-fn http_get(address: SocketAddr, path: &str) -> anyhow::Result<String> {
-    use std::io::{Read, Write};
-    let mut tcp = std::net::TcpStream::connect_timeout(&address, Duration::from_secs(5))?;
-    tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        tcp,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    tcp.read_to_string(&mut response)?;
-    Ok(response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_string())
-        .unwrap_or_default())
 }

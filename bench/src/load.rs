@@ -35,11 +35,6 @@ pub struct LoadResult {
 }
 
 impl LoadResult {
-    /// Accepted messages per second.
-    pub fn rate(&self) -> f64 {
-        self.accepted as f64 / self.elapsed.as_secs_f64().max(1e-9)
-    }
-
     /// The latency at quantile `q` (0..=1), in milliseconds.
     pub fn latency_ms(&self, q: f64) -> f64 {
         percentile(&self.latencies, q).as_secs_f64() * 1000.0

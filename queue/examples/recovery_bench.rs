@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use penguin_queue::{Envelope, IdGenerator, NewMessage, Recipient, Spool, SpoolOptions};
-use rocksdb::{DB, Options, ReadOptions};
 
 fn message(ids: &IdGenerator, n: u64) -> NewMessage {
     let id = ids.next_id();
@@ -57,27 +56,6 @@ fn fill(path: &std::path::Path, count: u64) -> Result<(), Box<dyn std::error::Er
     Ok(())
 }
 
-/// Iterates every envelope record, touching keys and values, as fast as RocksDB allows.
-fn raw_scan(path: &std::path::Path) -> Result<(Duration, u64), Box<dyn std::error::Error>> {
-    let started = Instant::now();
-    let db = DB::open_cf_for_read_only(&Options::default(), path, ["envelopes", "bodies"], false)?;
-    let cf = db.cf_handle("envelopes").ok_or("no envelopes column family")?;
-    let mut read = ReadOptions::default();
-    read.fill_cache(false);
-    read.set_readahead_size(4 * 1024 * 1024);
-    let mut iter = db.raw_iterator_cf_opt(cf, read);
-    iter.seek_to_first();
-    let (mut count, mut checksum) = (0u64, 0u64);
-    while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
-        count += 1;
-        checksum = checksum.wrapping_add(u64::from(key[key.len() - 1]) + value.len() as u64);
-        iter.next();
-    }
-    iter.status()?;
-    std::hint::black_box(checksum);
-    Ok((started.elapsed(), count))
-}
-
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let count: u64 = std::env::args()
         .nth(1)
@@ -90,7 +68,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("filled {count} messages in {:?}", started.elapsed());
     let (mut best_raw, mut best_recovery) = (Duration::MAX, Duration::MAX);
     for _ in 0..3 {
-        let (raw, scanned) = raw_scan(&dir)?;
+        let (raw, scanned) = penguin_queue::raw_scan(&dir)?;
         best_raw = best_raw.min(raw);
         let started = Instant::now();
         let spool = Spool::open(SpoolOptions::new(&dir))?;

@@ -1,0 +1,255 @@
+//! The comparison run: every workload through the ceiling, Postfix and penguin-mta, interleaved over
+//! rounds so each ratio compares figures taken seconds apart; then latency and scale; then the report.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use crate::RunArgs;
+use crate::engine;
+use crate::postfix;
+use crate::report::{self, Figure, Progress, RunInfo};
+use crate::scenario::{self, Measurement, Mta, Scale, Setup, Workload};
+
+/// The workloads of a full run; the first is the headline (and the only one of `--quick`).
+const WORKLOADS: [Workload; 4] = [
+    Workload {
+        label: "5 KiB, reuse, 1 rcpt",
+        size: 5120,
+        reuse: true,
+        recipients: 1,
+    },
+    Workload {
+        label: "5 KiB, connection per message, 1 rcpt",
+        size: 5120,
+        reuse: false,
+        recipients: 1,
+    },
+    Workload {
+        label: "100 KiB, reuse, 1 rcpt",
+        size: 102_400,
+        reuse: true,
+        recipients: 1,
+    },
+    Workload {
+        label: "5 KiB, reuse, 5 rcpts",
+        size: 5120,
+        reuse: true,
+        recipients: 5,
+    },
+];
+
+/// The MTAs in the order each round runs them.
+const MTAS: [Mta; 3] = [Mta::Ceiling, Mta::Postfix, Mta::Penguin];
+
+/// What a run does, derived from the arguments.
+struct Plan {
+    /// Workloads to run.
+    workloads: Vec<Workload>,
+    /// Rounds.
+    rounds: usize,
+    /// Messages per run of the ceiling and penguin-mta for a 5 KiB workload.
+    messages: usize,
+    /// Messages of each latency run.
+    latency_messages: usize,
+    /// Messages of the scale scenario (0 = none).
+    scale_messages: usize,
+}
+
+impl Plan {
+    /// The plan of these arguments.
+    fn new(args: &RunArgs) -> Plan {
+        if args.quick {
+            return Plan {
+                workloads: vec![WORKLOADS[0]],
+                rounds: 1,
+                messages: 2000,
+                latency_messages: 500,
+                scale_messages: 0,
+            };
+        }
+        Plan {
+            workloads: WORKLOADS.to_vec(),
+            rounds: args.rounds.max(1),
+            messages: args.messages.max(100),
+            latency_messages: (args.messages / 4).max(100),
+            scale_messages: args.scale_messages,
+        }
+    }
+
+    /// Messages of one run: fewer for big messages (same bytes), a quarter for Postfix (it is slower).
+    fn count(&self, mta: Mta, workload: Workload) -> usize {
+        let by_size = (self.messages * 5120 / workload.size.max(1)).max(100);
+        if mta == Mta::Postfix {
+            (by_size / 4).max(100)
+        } else {
+            by_size
+        }
+    }
+
+    /// Progress steps.
+    fn steps(&self) -> usize {
+        self.rounds * self.workloads.len() * MTAS.len() + 2 + usize::from(self.scale_messages > 0)
+    }
+}
+
+/// Runs the comparison and reports it.
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    postfix::check_tools()?;
+    let binary = match &args.engine {
+        Some(path) => path.clone(),
+        None => engine::default_binary()?,
+    };
+    let plan = Plan::new(&args);
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let mut info = RunInfo::collect_with_spool(command, &args.spool_dir);
+    let setup = Setup {
+        binary: &binary,
+        work: &args.spool_dir,
+        sessions: args.sessions,
+    };
+    let progress = Progress::new(plan.steps());
+    let samples = measure_rounds(&plan, &setup, &progress)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let mut latencies = BTreeMap::new();
+    for mta in [Mta::Postfix, Mta::Penguin] {
+        progress.step(format!("time-to-250 of {}", mta.kind()));
+        let measured = scenario::latency(&setup, mta, plan.latency_messages, &runtime)
+            .with_context(|| format!("latency scenario of {}", mta.kind()))?;
+        latencies.insert(mta, measured);
+    }
+    let scale = match plan.scale_messages {
+        0 => None,
+        messages => {
+            progress.step(format!("scale: {messages} queued messages, restart"));
+            Some(scenario::scale(&setup, messages).context("scale scenario")?)
+        }
+    };
+    progress.finish();
+    let figures = figures(&plan, &samples, &latencies);
+    let table = report::render_table(&figures);
+    let extra = extra_markdown(&figures, scale.as_ref(), &mut info);
+    println!("\n{table}\n{extra}");
+    write_outputs(&args, &info, &figures, &table, &extra)
+}
+
+/// Every (workload, MTA) run of every round, interleaved.
+fn measure_rounds(
+    plan: &Plan,
+    setup: &Setup<'_>,
+    progress: &Progress,
+) -> anyhow::Result<BTreeMap<(usize, Mta), Vec<Measurement>>> {
+    let mut samples: BTreeMap<(usize, Mta), Vec<Measurement>> = BTreeMap::new();
+    for round in 1..=plan.rounds {
+        for (index, workload) in plan.workloads.iter().enumerate() {
+            for mta in MTAS {
+                let messages = plan.count(mta, *workload);
+                progress.step(format!(
+                    "round {round}/{}: {} — {} × {messages}",
+                    plan.rounds,
+                    mta.kind(),
+                    workload.label
+                ));
+                let measured = scenario::measure(setup, mta, *workload, messages)
+                    .with_context(|| format!("{} with {} (round {round})", mta.kind(), workload.label))?;
+                progress.println(format!(
+                    "round {round}: {:<8} {:<40} {:>8.0} msg/s  cpu {}",
+                    mta.kind(),
+                    workload.label,
+                    measured.rate,
+                    measured
+                        .cpu_per_1000
+                        .map_or("—".to_string(), |cpu| format!("{cpu:.3} s/1000"))
+                ));
+                samples.entry((index, mta)).or_default().push(measured);
+            }
+        }
+    }
+    Ok(samples)
+}
+
+/// The median of one field over the rounds.
+fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let mut values: Vec<f64> = values.collect();
+    values.sort_by(|a, b| a.total_cmp(b));
+    values.get(values.len() / 2).copied()
+}
+
+/// One figure per (workload, MTA), medians over the rounds, with the ratios of the same workload.
+fn figures(
+    plan: &Plan,
+    samples: &BTreeMap<(usize, Mta), Vec<Measurement>>,
+    latencies: &BTreeMap<Mta, (f64, f64)>,
+) -> Vec<Figure> {
+    let rate = |index: usize, mta: Mta| {
+        samples
+            .get(&(index, mta))
+            .and_then(|runs| median(runs.iter().map(|m| m.rate)))
+    };
+    let mut figures = Vec::new();
+    for (index, workload) in plan.workloads.iter().enumerate() {
+        let (ceiling, postfix) = (rate(index, Mta::Ceiling), rate(index, Mta::Postfix));
+        for mta in MTAS {
+            let Some(runs) = samples.get(&(index, mta)) else {
+                continue;
+            };
+            let msgs_per_sec = rate(index, mta).unwrap_or(0.0);
+            let latency = if index == 0 {
+                latencies.get(&mta).copied()
+            } else {
+                None
+            };
+            figures.push(Figure {
+                scenario: format!("{} ({})", scenario_name(mta), workload.label),
+                kind: mta.kind().to_string(),
+                messages: plan.count(mta, *workload) as u64,
+                rounds: runs.len(),
+                msgs_per_sec,
+                ratio_to_ceiling: ceiling.filter(|_| mta != Mta::Ceiling).map(|c| msgs_per_sec / c),
+                ratio_to_postfix: postfix.filter(|_| mta == Mta::Penguin).map(|p| msgs_per_sec / p),
+                cpu_s_per_1000: median(runs.iter().filter_map(|m| m.cpu_per_1000)),
+                p50_ms: latency.map(|(p50, _)| p50),
+                p99_ms: latency.map(|(_, p99)| p99),
+                peak_rss_mib: median(runs.iter().filter_map(|m| m.memory_mib)),
+                note: (mta == Mta::Postfix && index == 0).then(|| {
+                    "Postfix memory is the summed PSS of its processes at the end of the run (RSS summed over \
+                     ~100 processes would count shared pages many times); penguin-mta's is its peak RSS (VmHWM)."
+                        .to_string()
+                }),
+            });
+        }
+    }
+    figures
+}
+
+/// The human name of an MTA's scenario.
+fn scenario_name(mta: Mta) -> &'static str {
+    match mta {
+        Mta::Ceiling => "ceiling: smtp-source → smtp-sink",
+        Mta::Postfix => "Postfix relay: smtp-source → Postfix → smtp-sink",
+        Mta::Penguin => "penguin-mta: smtp-source → penguin-mta → smtp-sink",
+    }
+}
+
+#[path = "run_report.rs"]
+mod run_report;
+use run_report::{extra_markdown, write_outputs};
+
+/// Default output directory of a run.
+fn out_dir(args: &RunArgs) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = &args.out_dir {
+        return Ok(dir.clone());
+    }
+    if args.quick {
+        let dir = std::env::temp_dir().join(format!("penguin-bench-quick-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        return Ok(dir);
+    }
+    Ok(PathBuf::from("bench"))
+}
+
+/// The scale figures for the goals table.
+fn scale_ratio(scale: &Scale) -> f64 {
+    scale.raw_scan.as_secs_f64() / scale.restart.as_secs_f64().max(1e-9)
+}

@@ -1,0 +1,231 @@
+//! One measurement of one scenario: the loopback ceiling, Postfix as a durable relay, or penguin-mta,
+//! each under a workload, timed until the sink has counted every message.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::engine::Engine;
+use crate::load::{self, LoadSpec};
+use crate::postfix::{self, CountingSink, SourceLoad};
+use crate::postfix_relay::PostfixRelay;
+use crate::procfs;
+
+/// Longest any single run may take before the benchmark fails.
+pub const RUN_LIMIT: Duration = Duration::from_secs(900);
+
+/// A workload: what smtp-source sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Workload {
+    /// Short label for tables ("5 KiB, reuse, 1 rcpt").
+    pub label: &'static str,
+    /// Payload bytes.
+    pub size: usize,
+    /// Connection reuse.
+    pub reuse: bool,
+    /// Recipients per message.
+    pub recipients: usize,
+}
+
+/// The MTA under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Mta {
+    /// No MTA: smtp-source straight into smtp-sink.
+    Ceiling,
+    /// Postfix as a durable relay.
+    Postfix,
+    /// penguin-mta relaying to the sink.
+    Penguin,
+}
+
+impl Mta {
+    /// The `kind` of report figures.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Mta::Ceiling => "ceiling",
+            Mta::Postfix => "postfix",
+            Mta::Penguin => "penguin",
+        }
+    }
+}
+
+/// What one run measured.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Measurement {
+    /// Messages per second, until the sink counted them all.
+    pub rate: f64,
+    /// CPU seconds of the MTA's process tree per 1,000 messages.
+    pub cpu_per_1000: Option<f64>,
+    /// Peak memory of the MTA (penguin: VmHWM; Postfix: summed PSS of its processes at the end).
+    pub memory_mib: Option<f64>,
+}
+
+/// Where the MTAs keep their files and which penguin binary runs.
+pub struct Setup<'a> {
+    /// penguin-mta binary.
+    pub binary: &'a Path,
+    /// Directory on a real disk for spools and Postfix queues.
+    pub work: &'a Path,
+    /// Parallel sessions of the load.
+    pub sessions: usize,
+}
+
+/// Runs `messages` of `workload` through `mta` into a fresh counting sink.
+pub fn measure(
+    setup: &Setup<'_>,
+    mta: Mta,
+    workload: Workload,
+    messages: usize,
+) -> anyhow::Result<Measurement> {
+    let sink = CountingSink::start()?;
+    let load = SourceLoad {
+        sessions: setup.sessions,
+        messages,
+        size: workload.size,
+        recipients: workload.recipients,
+        reuse: workload.reuse,
+    };
+    match mta {
+        Mta::Ceiling => {
+            sink.restart_clock();
+            postfix::source(sink.address, load)?;
+            let elapsed = sink.wait_for(messages as u64, RUN_LIMIT)?;
+            Ok(Measurement {
+                rate: rate(messages, elapsed),
+                ..Measurement::default()
+            })
+        }
+        Mta::Postfix => {
+            let work = tempfile::Builder::new()
+                .prefix("penguin-bench-postfix-")
+                .tempdir_in(setup.work)?;
+            let relay = PostfixRelay::start(sink.address, work.path())?;
+            let master = relay.master_pid();
+            let cpu_before = procfs::tree_cpu_seconds(master)?;
+            sink.restart_clock();
+            postfix::source(relay.address, load)?;
+            let elapsed = sink.wait_for(messages as u64, RUN_LIMIT)?;
+            let cpu = procfs::tree_cpu_seconds(master)? - cpu_before;
+            let memory = procfs::tree_pss_bytes(master) as f64 / MIB;
+            relay.stop()?;
+            Ok(Measurement {
+                rate: rate(messages, elapsed),
+                cpu_per_1000: Some(cpu * 1000.0 / messages as f64),
+                memory_mib: Some(memory),
+            })
+        }
+        Mta::Penguin => {
+            let engine = Engine::start(setup.binary, setup.work, Some(sink.address))?;
+            let cpu_before = engine.cpu_seconds()?;
+            sink.restart_clock();
+            postfix::source(engine.smtp, load)?;
+            let elapsed = sink.wait_for(messages as u64, RUN_LIMIT)?;
+            let cpu = engine.cpu_seconds()? - cpu_before;
+            let memory = procfs::peak_rss(engine.pid())? as f64 / MIB;
+            Ok(Measurement {
+                rate: rate(messages, elapsed),
+                cpu_per_1000: Some(cpu * 1000.0 / messages as f64),
+                memory_mib: Some(memory),
+            })
+        }
+    }
+}
+
+/// Time-to-250 of `mta` (p50, p99 in ms) under the bench's own pipelining client: 5 KiB, reuse,
+/// 1 recipient, while the MTA relays to a sink.
+pub fn latency(
+    setup: &Setup<'_>,
+    mta: Mta,
+    messages: usize,
+    runtime: &tokio::runtime::Runtime,
+) -> anyhow::Result<(f64, f64)> {
+    let sink = CountingSink::start()?;
+    let run = |address| {
+        let spec = LoadSpec {
+            address,
+            sessions: setup.sessions,
+            messages,
+            size: 5120,
+        };
+        runtime.block_on(load::run(&spec, RUN_LIMIT))
+    };
+    let result = match mta {
+        Mta::Ceiling => run(sink.address)?,
+        Mta::Postfix => {
+            let work = tempfile::Builder::new()
+                .prefix("penguin-bench-postfix-")
+                .tempdir_in(setup.work)?;
+            let relay = PostfixRelay::start(sink.address, work.path())?;
+            let result = run(relay.address)?;
+            sink.wait_for(messages as u64, RUN_LIMIT)?;
+            relay.stop()?;
+            result
+        }
+        Mta::Penguin => {
+            let engine = Engine::start(setup.binary, setup.work, Some(sink.address))?;
+            let result = run(engine.smtp)?;
+            sink.wait_for(messages as u64, RUN_LIMIT)?;
+            result
+        }
+    };
+    anyhow::ensure!(
+        result.accepted == messages,
+        "{} of {messages} messages accepted",
+        result.accepted
+    );
+    Ok((result.latency_ms(0.50), result.latency_ms(0.99)))
+}
+
+/// Messages per second.
+fn rate(messages: usize, elapsed: Duration) -> f64 {
+    messages as f64 / elapsed.as_secs_f64().max(1e-9)
+}
+
+/// Bytes per MiB.
+pub const MIB: f64 = 1_048_576.0;
+
+/// The figures of the scale scenario.
+#[derive(Clone, Debug)]
+pub struct Scale {
+    /// Messages queued.
+    pub messages: usize,
+    /// penguin-mta's RSS per queued message after a restart, bytes.
+    pub rss_per_message: f64,
+    /// Start-up (process start to SMTP listening, recovery included).
+    pub restart: Duration,
+    /// A raw RocksDB scan of the same spool's envelopes (open included).
+    pub raw_scan: Duration,
+}
+
+/// Queues `messages` small messages with delivery paused, then restarts penguin-mta on that spool:
+/// RSS per queued message and the restart time against a raw scan of the spool.
+pub fn scale(setup: &Setup<'_>, messages: usize) -> anyhow::Result<Scale> {
+    let empty = Engine::start(setup.binary, setup.work, None)?;
+    let baseline = empty.rss_bytes()?;
+    drop(empty);
+    let engine = Engine::start(setup.binary, setup.work, None)?;
+    let load = SourceLoad {
+        sessions: setup.sessions,
+        messages,
+        size: 300,
+        recipients: 1,
+        reuse: true,
+    };
+    postfix::source(engine.smtp, load)?;
+    let spool = engine.spool_path();
+    let dir = engine.stop()?;
+    let (raw_scan, scanned) = penguin_queue::raw_scan(&spool).context("raw scan of the spool")?;
+    anyhow::ensure!(
+        scanned as usize == messages,
+        "the spool holds {scanned} of {messages} messages"
+    );
+    let (engine, restart) = Engine::restart(setup.binary, dir)?;
+    let rss = engine.rss_bytes()?;
+    Ok(Scale {
+        messages,
+        rss_per_message: rss.saturating_sub(baseline) as f64 / messages as f64,
+        restart,
+        raw_scan,
+    })
+}
