@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use crate::postfix::{free_address, wait_until_listening};
+use crate::postfix::free_address;
 use crate::procfs;
 
 /// A running penguin-mta with its own spool.
@@ -72,7 +72,7 @@ impl Engine {
             .arg("serve")
             .arg("--config")
             .arg(dir.dir.path().join("bench.toml"))
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "error")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -82,7 +82,7 @@ impl Engine {
             smtp: dir.smtp,
             dir: Some(dir),
         };
-        wait_until_listening(engine.smtp, Duration::from_secs(300))?;
+        wait_until_greeting(engine.smtp, Duration::from_secs(300))?;
         Ok((engine, started.elapsed()))
     }
 
@@ -139,4 +139,28 @@ impl Drop for Engine {
             let _ = self.terminate();
         }
     }
+}
+
+/// Waits (bounded) until the server at `address` sends its 220 greeting. The engine binds its port
+/// before it opens the spool, so a TCP connect succeeds during recovery; the greeting only comes once
+/// the server runs.
+fn wait_until_greeting(address: SocketAddr, limit: Duration) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let started = std::time::Instant::now();
+    while started.elapsed() < limit {
+        if let Ok(mut tcp) = std::net::TcpStream::connect_timeout(&address, Duration::from_millis(200)) {
+            tcp.set_read_timeout(Some(
+                limit
+                    .saturating_sub(started.elapsed())
+                    .max(Duration::from_millis(1)),
+            ))?;
+            let mut greeting = [0u8; 3];
+            if tcp.read_exact(&mut greeting).is_ok() && &greeting == b"220" {
+                let _ = tcp.write_all(b"QUIT\r\n");
+                return Ok(());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    bail!("penguin-mta at {address} sent no greeting within {limit:?}")
 }

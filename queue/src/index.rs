@@ -84,9 +84,10 @@ impl ScheduleIndex {
             // An id came twice: the map kept the last entry, so take the keys from it.
             keys = self.slots.iter().map(|(id, slot)| (slot.due_ms, *id)).collect();
         }
-        // Recovery yields ids in creation order, which is nearly due order: this sort is cheap, and
-        // building a BTreeSet from sorted keys is linear.
-        keys.sort_unstable();
+        // Recovery yields ids in creation order, which is nearly due order: the stable sort finds the
+        // sorted runs and is close to linear on them (the unstable one is not), and building a
+        // BTreeSet from sorted keys is linear.
+        keys.sort();
         self.by_due = keys.into_iter().collect();
     }
 
