@@ -110,6 +110,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         sessions: args.sessions,
     };
     let progress = Progress::new(plan.steps());
+    if binary.components().any(|part| part.as_os_str() == "debug") {
+        progress.println("note: penguin-mta is a debug build; its figures say nothing about its speed");
+        info.extra.push(("penguin-mta build".into(), "debug (figures not meaningful)".into()));
+    }
     let samples = measure_rounds(&plan, &setup, &progress)?;
     let runtime = tokio::runtime::Runtime::new()?;
     let mut latencies = BTreeMap::new();
