@@ -7,6 +7,7 @@
 mod delivery;
 mod error;
 mod schema;
+mod signing;
 mod spec;
 mod validate;
 
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 pub use delivery::{DeliveryConfig, DnsConfig, LogConfig, RelayHost, StartTls};
 pub use error::{ConfigError, ConfigErrors};
 pub use schema::{ApiConfig, SmtpConfig, SpoolConfig, TenantConfig, TlsConfig, system_hostname};
+pub use signing::{DkimConfig, DkimDomainConfig, MissingKeyAction, SuppressionConfig, UnsubscribeConfig};
 pub use spec::{ByteSize, HumanDuration};
 pub use validate::{RELAY_TENANT, check_domain};
 
@@ -44,6 +46,12 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     /// `[log]`: the JSON event log.
     pub log: LogConfig,
+    /// `[dkim]`: DKIM keys and which selectors sign.
+    pub dkim: DkimConfig,
+    /// `[unsubscribe]`: one-click unsubscribe links.
+    pub unsubscribe: UnsubscribeConfig,
+    /// `[suppression]`: automatic additions to the suppression lists.
+    pub suppression: SuppressionConfig,
     /// `[[tenant]]`: the accounts that may submit mail with SMTP AUTH. Default: none (then only
     /// `smtp.relay_networks` clients can send).
     pub tenant: Vec<TenantConfig>,

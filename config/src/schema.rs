@@ -185,6 +185,15 @@ pub struct TenantConfig {
     /// recipient bounces or expires. Never for the null sender. Default `true`.
     #[serde(default = "default_true")]
     pub dsn: bool,
+    /// Add one-click unsubscribe headers (RFC 8058: `List-Unsubscribe: <BASE_URL/u/TOKEN>` and
+    /// `List-Unsubscribe-Post`) to messages that have none, one token per recipient (a message to several
+    /// recipients is stored as one copy per recipient). Default `false`.
+    #[serde(default)]
+    pub list_unsubscribe: bool,
+    /// Overrides `dkim.missing_key` for this tenant: `"unsigned"` or `"reject"`. Default: none (the
+    /// `[dkim]` setting applies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dkim_missing_key: Option<crate::signing::MissingKeyAction>,
 }
 
 /// Serde default for flags that are on unless turned off.
@@ -201,6 +210,8 @@ impl fmt::Debug for TenantConfig {
             .field("password_hash", &"<redacted>")
             .field("sender_domains", &self.sender_domains)
             .field("dsn", &self.dsn)
+            .field("list_unsubscribe", &self.list_unsubscribe)
+            .field("dkim_missing_key", &self.dkim_missing_key)
             .finish()
     }
 }

@@ -24,6 +24,7 @@ pub(crate) fn validate(config: &mut Config) -> Vec<ConfigError> {
             *domain = domain.trim().to_ascii_lowercase();
         }
     }
+    crate::signing::normalise(config);
     let mut errors = Errors::default();
     validate_smtp(&config.smtp, &mut errors);
     validate_relay_networks(&config.smtp, &mut errors);
@@ -37,6 +38,7 @@ pub(crate) fn validate(config: &mut Config) -> Vec<ConfigError> {
     errors.check(!clash, "api.listen", format!("{api} is also in smtp.listen"));
     validate_tenants(&config.tenant, &mut errors);
     validate_delivery(config, &mut errors);
+    crate::signing::validate(config, &mut errors);
     errors.0
 }
 
@@ -122,10 +124,10 @@ fn validate_delivery(config: &Config, errors: &mut Errors) {
 
 /// Collects errors; `check` reads like an assertion.
 #[derive(Default)]
-struct Errors(Vec<ConfigError>);
+pub(crate) struct Errors(Vec<ConfigError>);
 
 impl Errors {
-    fn check(&mut self, ok: bool, path: impl Into<String>, reason: impl Into<String>) {
+    pub(crate) fn check(&mut self, ok: bool, path: impl Into<String>, reason: impl Into<String>) {
         if !ok {
             self.0.push(ConfigError::new(path, reason));
         }

@@ -140,9 +140,17 @@ fn embedded_default_mentions_every_field() {
         password_hash: hash().into(),
         sender_domains: vec!["t.example".into()],
         dsn: true,
+        list_unsubscribe: true,
+        dkim_missing_key: Some(penguin_config::MissingKeyAction::Reject),
     });
     config.delivery.relay_host = Some("127.0.0.1:2526".parse().expect("relay host"));
     config.delivery.source_ip = Some("127.0.0.1".parse().expect("ip"));
+    config.unsubscribe.base_url = Some("https://u.example".into());
+    config.unsubscribe.mailto = Some("unsubscribe@u.example".into());
+    config.dkim.domain.push(penguin_config::DkimDomainConfig {
+        name: "t.example".into(),
+        selectors: vec!["s1".into()],
+    });
     let table: toml::Table = toml::from_str(&toml::to_string(&config).expect("serialise")).expect("reparse");
     for (section, value) in &table {
         let fields = match value {

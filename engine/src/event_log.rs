@@ -419,7 +419,7 @@ mod tests {
         Event {
             kind: EventKind::Delivery,
             timestamp: 1_795_638_425_042,
-            id: MessageId::from_parts(1_795_638_425_000_000, 7),
+            id: Some(MessageId::from_parts(1_795_638_425_000_000, 7)),
             message_id: Some("m1@example.org".into()),
             tenant: "acme".into(),
             campaign: "spring".into(),
@@ -443,6 +443,7 @@ mod tests {
             size: 2048,
             recipients: None,
             delay_ms: Some(1_500),
+            reason: None,
         }
     }
 
@@ -495,6 +496,7 @@ mod tests {
             "size",
             "recipients",
             "delay_ms",
+            "reason",
         ];
         let first: Value = serde_json::from_str(&lines[0]).unwrap();
         let object = first.as_object().expect("object");

@@ -4,7 +4,7 @@
 //! One JSON object per event (the `log.events` file) has every field below, `null` when it does not
 //! apply: `type`, `timestamp`, `id`, `message_id`, `tenant`, `campaign`, `sender`, `recipient`,
 //! `domain`, `mx`, `source_ip`, `client_ip`, `attempt`, `response` (`code`, `enhanced`, `text`),
-//! `class`, `tls`, `size`, `recipients`, `delay_ms`. Those names are a contract for outside tooling.
+//! `class`, `tls`, `size`, `recipients`, `delay_ms`, `reason`. Those names are a contract for outside tooling.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -29,6 +29,14 @@ pub enum EventKind {
     Bounce,
     /// A recipient was still undelivered at `delivery.max_age` (final).
     Expiration,
+    /// A RCPT TO was refused because the address is on the tenant's suppression list (`id` is null).
+    Suppressed,
+    /// A recipient used a one-click unsubscribe link: now on the tenant's suppression list (`id` null).
+    Unsubscribe,
+    /// An address was added to a tenant's suppression list otherwise (`reason`: `hard_bounce`, `manual`).
+    SuppressionAdded,
+    /// Warning: a message was accepted and will be sent without a DKIM signature (`reason` says why).
+    DkimUnsigned,
 }
 
 impl EventKind {
@@ -40,6 +48,10 @@ impl EventKind {
             EventKind::TransientFailure => "transient_failure",
             EventKind::Bounce => "bounce",
             EventKind::Expiration => "expiration",
+            EventKind::Suppressed => "suppressed",
+            EventKind::Unsubscribe => "unsubscribe",
+            EventKind::SuppressionAdded => "suppression_added",
+            EventKind::DkimUnsigned => "dkim_unsigned",
         }
     }
 }
@@ -64,9 +76,9 @@ pub struct Event {
     /// When, as unix milliseconds (serialised as RFC 3339).
     #[serde(serialize_with = "serialize_timestamp")]
     pub timestamp: u64,
-    /// Queue id.
-    #[serde(serialize_with = "serialize_display")]
-    pub id: MessageId,
+    /// Queue id; null for events about an address rather than a stored message.
+    #[serde(serialize_with = "serialize_optional_display")]
+    pub id: Option<MessageId>,
     /// The Message-ID header field of the message (without angle brackets), if any.
     pub message_id: Option<String>,
     /// Tenant the message belongs to.
@@ -100,6 +112,9 @@ pub struct Event {
     pub recipients: Option<usize>,
     /// Milliseconds from reception to this event (delivery latency for `delivery`).
     pub delay_ms: Option<u64>,
+    /// Why (`suppressed`, `suppression_added`: the list entry's reason; `dkim_unsigned`: `no_key`,
+    /// `foreign_domain`, `no_from_domain`).
+    pub reason: Option<&'static str>,
 }
 
 impl Event {
@@ -115,12 +130,15 @@ fn serialize_timestamp<S: serde::Serializer>(millis: &u64, serializer: S) -> Res
     serializer.serialize_str(&timefmt::rfc3339_millis(*millis))
 }
 
-/// Serialises a value by its Display form.
-fn serialize_display<T: std::fmt::Display, S: serde::Serializer>(
-    value: &T,
+/// Serialises a value by its Display form, `None` as null.
+fn serialize_optional_display<T: std::fmt::Display, S: serde::Serializer>(
+    value: &Option<T>,
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
-    serializer.collect_str(value)
+    match value {
+        Some(value) => serializer.collect_str(value),
+        None => serializer.serialize_none(),
+    }
 }
 
 /// Serialises TLS parameters as "TLSv1.3 TLS13_AES_128_GCM_SHA256".

@@ -41,6 +41,15 @@ pub struct DeliveryLabels {
     pub source_ip: String,
 }
 
+/// Label set of the address-level events (suppression, unsubscribe, unsigned mail).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TenantEventLabels {
+    /// Tenant name.
+    pub tenant: String,
+    /// The event type (`suppressed`, `unsubscribe`, `suppression_added`, `dkim_unsigned`).
+    pub r#type: &'static str,
+}
+
 /// All series of one server.
 pub struct Metrics {
     /// The registry rendered by `/metrics`.
@@ -49,6 +58,8 @@ pub struct Metrics {
     pub messages_received: Family<TenantLabels, Counter>,
     /// Bytes of accepted messages, by tenant.
     pub bytes_received: Family<TenantLabels, Counter>,
+    /// Suppression, unsubscribe and unsigned-mail events, by tenant and type.
+    pub tenant_events: Family<TenantEventLabels, Counter>,
     /// Recipients delivered, by tenant, domain and source IP.
     pub delivered: Family<DeliveryLabels, Counter>,
     /// Recipient attempts that failed temporarily (deferred), by tenant, domain and source IP.
@@ -87,6 +98,7 @@ impl Metrics {
         let mut metrics = Metrics {
             registry: Registry::with_prefix("penguin"),
             messages_received: Family::default(),
+            tenant_events: Family::default(),
             bytes_received: Family::default(),
             delivered: Family::default(),
             deferred: Family::default(),
@@ -111,6 +123,11 @@ impl Metrics {
     /// Registers every series under its name and help text.
     fn register_all(&mut self) {
         let r = &mut self.registry;
+        r.register(
+            "tenant_events",
+            "Suppressed recipients, unsubscribes, suppression list additions and unsigned messages",
+            self.tenant_events.clone(),
+        );
         r.register(
             "messages_received",
             "Messages accepted (durable before 250)",
@@ -205,7 +222,11 @@ impl Metrics {
             EventKind::TransientFailure => Some(&self.deferred),
             EventKind::Bounce => Some(&self.bounced),
             EventKind::Expiration => Some(&self.expired),
-            EventKind::Reception => None,
+            EventKind::Reception
+            | EventKind::Suppressed
+            | EventKind::Unsubscribe
+            | EventKind::SuppressionAdded
+            | EventKind::DkimUnsigned => None,
         }
     }
 }
@@ -224,6 +245,20 @@ impl EventSink for Metrics {
             };
             self.messages_received.get_or_create(&labels).inc();
             self.bytes_received.get_or_create(&labels).inc_by(event.size);
+            return;
+        }
+        if matches!(
+            event.kind,
+            EventKind::Suppressed
+                | EventKind::Unsubscribe
+                | EventKind::SuppressionAdded
+                | EventKind::DkimUnsigned
+        ) {
+            let labels = TenantEventLabels {
+                tenant: event.tenant.clone(),
+                r#type: event.kind.as_str(),
+            };
+            self.tenant_events.get_or_create(&labels).inc();
             return;
         }
         if let Some(family) = self.outcome_family(event.kind) {

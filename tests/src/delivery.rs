@@ -28,7 +28,7 @@ const SENDER_SINK_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 10);
 const EVENT_POLL: Duration = Duration::from_millis(20);
 
 /// Every field of an event line (the contract of `engine::events`).
-pub const EVENT_FIELDS: [&str; 19] = [
+pub const EVENT_FIELDS: [&str; 20] = [
     "type",
     "timestamp",
     "id",
@@ -48,6 +48,7 @@ pub const EVENT_FIELDS: [&str; 19] = [
     "size",
     "recipients",
     "delay_ms",
+    "reason",
 ];
 
 /// The real server delivering by MX to sinks on loopback, with its DNS server and event log.

@@ -96,6 +96,8 @@ impl TestTenant {
             password_hash: penguin_mta::smtp::auth::hash_password(self.password.as_bytes()).expect("hash"),
             sender_domains: self.sender_domains.iter().map(|d| d.to_string()).collect(),
             dsn: true,
+            list_unsubscribe: false,
+            dkim_missing_key: None,
         }
     }
 

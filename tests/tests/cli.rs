@@ -143,6 +143,8 @@ async fn hash_password_output_lets_that_password_authenticate() {
         password_hash: hash,
         sender_domains: vec!["initech.example".to_string()],
         dsn: true,
+        list_unsubscribe: false,
+        dkim_missing_key: None,
     });
     let server = TestServer::start(config).await;
     let mut client = server.connect().await;

@@ -296,7 +296,7 @@ impl Delivery {
         Event {
             kind: e.kind,
             timestamp: now,
-            id,
+            id: Some(id),
             message_id: message_id.map(str::to_string),
             tenant: envelope.tenant.clone(),
             campaign: envelope.campaign.clone(),
@@ -313,6 +313,7 @@ impl Delivery {
             size: envelope.size,
             recipients: None,
             delay_ms: Some(now.saturating_sub(envelope.received_at_ms)),
+            reason: None,
         }
     }
 }

@@ -307,7 +307,7 @@ impl Driver<'_> {
         let reception = Event {
             kind: EventKind::Reception,
             timestamp: 0,
-            id,
+            id: Some(id),
             message_id: headers::message_id(&message.body),
             tenant: envelope.tenant.clone(),
             campaign: envelope.campaign.clone(),
@@ -324,6 +324,7 @@ impl Driver<'_> {
             size: envelope.size,
             recipients: Some(envelope.recipients.len()),
             delay_ms: None,
+            reason: None,
         };
         let result = self.context.spool.enqueue(message).await;
         if result.is_ok() {
