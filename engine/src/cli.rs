@@ -8,6 +8,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use penguin_config::{Config, DEFAULT_CONFIG_TOML};
 
+use crate::check_domain::cli::CheckDomainArgs;
+use crate::dkim_cli::{self, DkimCommand};
 use crate::queue_cli::{self, QueueCommand};
 use crate::server::{self, Listeners};
 
@@ -44,6 +46,15 @@ enum Command {
         #[command(subcommand)]
         command: QueueCommand,
     },
+    /// DKIM keys: generate one and print the DNS record to publish.
+    Dkim {
+        /// The dkim subcommand.
+        #[command(subcommand)]
+        command: DkimCommand,
+    },
+    /// Check a sender domain's DNS (SPF, DKIM, DMARC, MX, PTR of the egress IPs); exit code 1 if a
+    /// check fails.
+    CheckDomain(CheckDomainArgs),
 }
 
 /// Parses the arguments, runs the command, and maps the result to an exit code.
@@ -57,6 +68,8 @@ pub fn main() -> ExitCode {
             .map_err(Into::into),
         Command::HashPassword => hash_password(),
         Command::Queue { command } => queue_cli::run(command),
+        Command::Dkim { command } => dkim_cli::run(command),
+        Command::CheckDomain(args) => return crate::check_domain::cli::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

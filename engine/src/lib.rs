@@ -5,8 +5,10 @@
 //! caller (port 0 in tests) and a shutdown future. See ARCHITECTURE.md for the map.
 
 pub mod api;
+pub mod check_domain;
 pub mod cli;
 pub mod delivery;
+pub mod dkim_cli;
 pub mod event_log;
 pub mod events;
 pub mod metrics;

@@ -1,0 +1,3 @@
+//! Domain onboarding checks (skeleton, filled by the check-domain work).
+
+pub mod cli;
