@@ -17,5 +17,6 @@ pub mod server;
 pub mod smtp;
 pub mod timefmt;
 pub mod tls;
+pub mod unsubscribe;
 
 pub use server::{Listeners, ServeError, serve};

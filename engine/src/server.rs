@@ -16,6 +16,9 @@ use crate::event_log::EventLog;
 use crate::events::{EventBus, EventSink};
 use crate::metrics::{CommitMetrics, Metrics};
 use crate::smtp::auth::TenantDirectory;
+use crate::smtp::finish::{Finisher, UnsubscribeLinks};
+use crate::unsubscribe::UnsubscribeTokens;
+use penguin_dkim::{KeyStore, Signer};
 use crate::smtp::connection::ConnectionContext;
 use crate::smtp::listener::{ConnectionLimits, SmtpServer};
 use crate::smtp::session::{SessionParams, SessionShared, SpoolGauge};
@@ -94,6 +97,12 @@ impl SpoolGauge for Spool {
     fn has_free_space(&self) -> bool {
         Spool::has_free_space(self)
     }
+
+    fn suppression_reason(&self, tenant: &str, address: &str) -> Result<Option<&'static str>, String> {
+        self.suppression(tenant, address)
+            .map(|entry| entry.map(|entry| entry.reason.as_str()))
+            .map_err(|error| error.to_string())
+    }
 }
 
 /// Opens the spool (running recovery) off the async runtime.
@@ -135,7 +144,10 @@ pub async fn serve(
     let delivery = delivery::setup::build(&config, &spool, &metrics, events.clone(), Arc::clone(&wakeup))
         .map_err(|error| ServeError::Dns(error.to_string()))?;
     let in_flight = delivery.in_flight();
-    let smtp = smtp_server(&config, acceptor, &spool, &metrics, events, wakeup);
+    let api_events = events.clone();
+    let unsubscribe_tokens = Arc::new(crate::unsubscribe::load(&spool).await?);
+    let finisher = Arc::new(finisher(&config, &listeners, Arc::clone(&unsubscribe_tokens))?);
+    let smtp = smtp_server(&config, acceptor, &spool, &metrics, events, wakeup, finisher);
     let (stop, stopped) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     for listener in listeners.smtp {
@@ -156,6 +168,9 @@ pub async fn serve(
             metrics: Arc::clone(&metrics),
             spool: Arc::clone(&spool),
             in_flight,
+            events: api_events,
+            tokens: unsubscribe_tokens,
+            tenants: Arc::new(api::tenant_names(&config)),
         },
         stopped.clone(),
         &mut tasks,
@@ -248,6 +263,25 @@ async fn close_spool(spool: Arc<Spool>) -> Result<(), ServeError> {
     Ok(())
 }
 
+/// The DKIM signer and unsubscribe-link writer of reception. Links default to the HTTP listener's
+/// address.
+fn finisher(
+    config: &Config,
+    listeners: &Listeners,
+    tokens: Arc<UnsubscribeTokens>,
+) -> Result<Finisher, ServeError> {
+    let base_url = match &config.unsubscribe.base_url {
+        Some(base) => base.clone(),
+        None => format!("http://{}", listeners.api.local_addr()?),
+    };
+    let links = UnsubscribeLinks {
+        base_url,
+        mailto: config.unsubscribe.mailto.clone(),
+    };
+    let signer = Signer::new(Arc::new(KeyStore::new(&config.dkim.key_dir)));
+    Ok(Finisher::new(signer, config.dkim.clone(), tokens, links))
+}
+
 /// Builds the SMTP server from config.
 fn smtp_server(
     config: &Config,
@@ -256,6 +290,7 @@ fn smtp_server(
     metrics: &Arc<Metrics>,
     events: EventBus,
     wakeup: Arc<Notify>,
+    finisher: Arc<Finisher>,
 ) -> Arc<SmtpServer> {
     let smtp = &config.smtp;
     let rule = AuthThrottleRule {
@@ -278,6 +313,7 @@ fn smtp_server(
         tenants: Arc::new(TenantDirectory::from_config(config)),
         throttle: Arc::new(Mutex::new(AuthThrottle::new(rule, MAX_THROTTLED_CLIENTS))),
         spool: Arc::clone(spool),
+        finisher,
         tls,
         events,
         delivery_wakeup: wakeup,

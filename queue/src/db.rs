@@ -15,6 +15,13 @@ use crate::error::SpoolError;
 pub(crate) const CF_ENVELOPES: &str = "envelopes";
 /// Column family of message bodies (key: message id, value: the body bytes).
 pub(crate) const CF_BODIES: &str = "bodies";
+/// Column family of the per-tenant suppression lists (key: `tenant \0 address`, value: see
+/// [`crate::suppression`]).
+pub(crate) const CF_SUPPRESSIONS: &str = "suppressions";
+/// Column family of small named values, such as secrets (key: the name).
+pub(crate) const CF_META: &str = "meta";
+/// Every column family, in the order they are opened; all are flushed at close.
+pub(crate) const ALL_CFS: [&str; 4] = [CF_ENVELOPES, CF_BODIES, CF_SUPPRESSIONS, CF_META];
 
 const MIB: usize = 1024 * 1024;
 /// Memtable size per column family.
@@ -66,10 +73,13 @@ fn descriptors() -> Vec<ColumnFamilyDescriptor> {
     vec![
         ColumnFamilyDescriptor::new(CF_ENVELOPES, cf_options(&cache, false)),
         ColumnFamilyDescriptor::new(CF_BODIES, cf_options(&cache, true)),
+        ColumnFamilyDescriptor::new(CF_SUPPRESSIONS, cf_options(&cache, false)),
+        ColumnFamilyDescriptor::new(CF_META, cf_options(&cache, false)),
     ]
 }
 
-/// Opens (creating if missing) the spool database for reading and writing.
+/// Opens (creating if missing) the spool database for reading and writing. Column families missing from
+/// an existing spool (one made by an older version) are created.
 pub(crate) fn open_read_write(path: &Path) -> Result<DB, SpoolError> {
     std::fs::create_dir_all(path)
         .map_err(|e| SpoolError::Storage(format!("cannot create spool directory {}: {e}", path.display())))?;
@@ -85,11 +95,17 @@ pub(crate) fn open_read_only(path: &Path) -> Result<DB, SpoolError> {
             path.display()
         )));
     }
-    DB::open_cf_descriptors_read_only(&db_options(false), path, descriptors(), false)
-        .map_err(SpoolError::from_rocksdb)
+    // A spool written by an older version may lack newer column families, and a read-only open cannot
+    // create them: open those that exist.
+    let options = db_options(false);
+    let existing = DB::list_cf(&options, path).map_err(SpoolError::from_rocksdb)?;
+    let present = descriptors()
+        .into_iter()
+        .filter(|descriptor| existing.iter().any(|name| name == descriptor.name()));
+    DB::open_cf_descriptors_read_only(&options, path, present, false).map_err(SpoolError::from_rocksdb)
 }
 
-/// A column family handle; every spool database has both.
+/// A column family handle; every spool database opened read-write has all of them.
 pub(crate) fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a ColumnFamily, SpoolError> {
     db.cf_handle(name)
         .ok_or_else(|| SpoolError::Storage(format!("column family {name} missing")))

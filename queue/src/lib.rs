@@ -9,7 +9,9 @@
 //! The crate knows nothing of SMTP or DNS.
 //!
 //! Storage layout: column family `envelopes` (key: 12-byte [`MessageId`], value: the binary record of
-//! [`codec`]) and `bodies` (same key, body bytes; large bodies in blob files).
+//! [`codec`]) and `bodies` (same key, body bytes; large bodies in blob files); `suppressions` (per-tenant
+//! suppression lists, key `tenant \0 address`) and `meta` (named secrets), written directly with synced
+//! writes (see [`Spool::suppress`], [`Spool::secret`]).
 
 #![warn(missing_docs)]
 
@@ -22,6 +24,7 @@ mod index;
 mod reader;
 mod recovery;
 mod spool;
+mod suppression;
 mod writer;
 
 pub use codec::DecodeError;
@@ -32,3 +35,4 @@ pub use index::{DueEntry, QueueKey, ScheduleIndex};
 pub use reader::{SpoolReader, raw_scan};
 pub use recovery::RecoveryReport;
 pub use spool::{CommitObserver, CommitStats, Spool, SpoolOptions};
+pub use suppression::{ParseReasonError, SuppressionEntry, SuppressionReason};

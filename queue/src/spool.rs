@@ -11,18 +11,19 @@ use rocksdb::DB;
 use tokio::sync::oneshot;
 
 use crate::codec;
-use crate::db::{self, CF_BODIES, CF_ENVELOPES};
+use crate::db;
 use crate::envelope::{Envelope, NewMessage};
 use crate::error::SpoolError;
 use crate::id::MessageId;
 use crate::index::ScheduleIndex;
 use crate::recovery::{RecoveryReport, recover};
-use crate::writer::{Ack, Counters, Op, Outcome, Request, Schedule, Writer};
+use crate::writer::{Ack, Counters, Insertion, Op, Outcome, Request, Schedule, Writer};
 
 /// Told about every committed batch, on the writer thread, after the sync and before the acks. Keep it
 /// cheap: the writer waits for it.
 pub trait CommitObserver: Send + Sync + 'static {
-    /// A batch of `messages` requests (enqueues, updates, deletes) holding `bytes` bytes was written;
+    /// A batch of `messages` requests (enqueues, updates, deletes; each message of an
+    /// [`Spool::enqueue_all`] counts as one) holding `bytes` bytes was written;
     /// the write (with its WAL sync) took `sync`.
     fn on_commit(&self, messages: usize, bytes: usize, sync: Duration);
 }
@@ -78,7 +79,8 @@ impl fmt::Debug for SpoolOptions {
 pub struct CommitStats {
     /// Batches written (each one WAL sync when sync is on).
     pub commits: u64,
-    /// Requests in those batches; `requests / commits` is the mean batch size.
+    /// Requests in those batches (each message of an [`Spool::enqueue_all`] counts as one);
+    /// `requests / commits` is the mean batch size.
     pub requests: u64,
     /// Bytes in those batches.
     pub bytes: u64,
@@ -109,6 +111,8 @@ pub struct Spool {
     free_space: Mutex<Option<(Instant, bool)>>,
     /// Batch totals, written by the writer.
     counters: Arc<Counters>,
+    /// Serialises the read-then-write of suppression entries and secrets (see [`crate::suppression`]).
+    pub(crate) admin_lock: Mutex<()>,
     /// Set once `close` ran, so that `Drop` does not repeat it.
     closed: bool,
 }
@@ -144,6 +148,7 @@ impl Spool {
             min_free_space: options.min_free_space,
             free_space: Mutex::new(None),
             counters,
+            admin_lock: Mutex::new(()),
             closed: false,
         })
     }
@@ -153,6 +158,22 @@ impl Spool {
     /// batch, so a crash never leaves half a message. Cancelling the future does not cancel the write.
     pub async fn enqueue(&self, message: NewMessage) -> Result<(), SpoolError> {
         self.submit_async(insert_op(message)).await.map(|_| ())
+    }
+
+    /// Like [`Spool::enqueue`], but for several messages at once: all of them are written in ONE synced
+    /// batch (never split across batches, whatever `max_batch_messages` / `_bytes` say), so after a crash
+    /// either all or none of them are stored. Resolves once the batch is durable and the messages are
+    /// indexed. An empty list resolves at once.
+    pub async fn enqueue_all(&self, messages: Vec<NewMessage>) -> Result<(), SpoolError> {
+        let mut messages = messages;
+        if messages.len() <= 1 {
+            return match messages.pop() {
+                Some(message) => self.enqueue(message).await,
+                None => Ok(()),
+            };
+        }
+        let insertions = messages.into_iter().map(insertion).collect();
+        self.submit_async(Op::InsertAll(insertions)).await.map(|_| ())
     }
 
     /// [`Spool::enqueue`] for threads that are not async tasks: blocks until the message is durable.
@@ -249,7 +270,7 @@ impl Spool {
     /// Flushes the memtables to SST and blob files (blocking). Not needed for durability (the WAL
     /// provides it); useful before a file-level backup and to bound the next open's WAL replay.
     pub fn flush(&self) -> Result<(), SpoolError> {
-        for name in [CF_ENVELOPES, CF_BODIES] {
+        for name in db::ALL_CFS {
             self.db
                 .flush_cf(db::cf(&self.db, name)?)
                 .map_err(SpoolError::from_rocksdb)?;
@@ -277,12 +298,17 @@ impl Spool {
         };
         self.db.flush_wal(true).map_err(SpoolError::from_rocksdb)?;
         // Memtables to SST files, so the next start does not replay the WAL: a fast restart.
-        for name in [db::CF_ENVELOPES, db::CF_BODIES] {
+        for name in db::ALL_CFS {
             self.db
                 .flush_cf(db::cf(&self.db, name)?)
                 .map_err(SpoolError::from_rocksdb)?;
         }
         joined
+    }
+
+    /// The database, for the other modules of the crate (suppression lists, secrets).
+    pub(crate) fn db(&self) -> &DB {
+        &self.db
     }
 
     fn send(&self, request: Request) -> Result<(), SpoolError> {
@@ -334,6 +360,17 @@ fn schedule_of(envelope: Envelope) -> Option<Schedule> {
 fn insert_op(message: NewMessage) -> Op {
     let envelope = codec::encode(&message.envelope);
     Op::Insert {
+        id: message.id,
+        envelope,
+        body: message.body,
+        schedule: schedule_of(message.envelope),
+    }
+}
+
+/// Encodes one message of a multi-message enqueue (on the caller's thread).
+fn insertion(message: NewMessage) -> Insertion {
+    let envelope = codec::encode(&message.envelope);
+    Insertion {
         id: message.id,
         envelope,
         body: message.body,

@@ -32,6 +32,18 @@ pub(crate) struct Schedule {
     pub(crate) campaign: String,
 }
 
+/// One message of a multi-message insert ([`Op::InsertAll`]).
+pub(crate) struct Insertion {
+    /// The message.
+    pub(crate) id: MessageId,
+    /// The encoded envelope.
+    pub(crate) envelope: Vec<u8>,
+    /// The body.
+    pub(crate) body: Vec<u8>,
+    /// `None` when no recipient is queued.
+    pub(crate) schedule: Option<Schedule>,
+}
+
 /// One change to the spool.
 pub(crate) enum Op {
     /// Store a new message: envelope and body together.
@@ -59,12 +71,16 @@ pub(crate) enum Op {
         /// The message.
         id: MessageId,
     },
+    /// Store several new messages atomically: always within one batch, never split.
+    InsertAll(Vec<Insertion>),
 }
 
 impl Op {
-    fn id(&self) -> MessageId {
+    /// How many messages the op writes: counted against `max_batch_messages` and in the stats.
+    fn messages(&self) -> usize {
         match self {
-            Op::Insert { id, .. } | Op::Update { id, .. } | Op::Delete { id } => *id,
+            Op::InsertAll(insertions) => insertions.len(),
+            Op::Insert { .. } | Op::Update { .. } | Op::Delete { .. } => 1,
         }
     }
 
@@ -73,7 +89,7 @@ impl Op {
     /// fsync of their own: they ride on the next synced batch, and after a power loss before that
     /// the previous envelope comes back, so the message is retried (a duplicate, never a loss).
     fn needs_sync(&self) -> bool {
-        matches!(self, Op::Insert { .. })
+        matches!(self, Op::Insert { .. } | Op::InsertAll(_))
     }
 
     /// Bytes this op adds to a batch (values plus keys).
@@ -82,6 +98,10 @@ impl Op {
             Op::Insert { envelope, body, .. } => envelope.len() + body.len() + 24,
             Op::Update { envelope, .. } => envelope.len() + 12,
             Op::Delete { .. } => 24,
+            Op::InsertAll(insertions) => insertions
+                .iter()
+                .map(|i| i.envelope.len() + i.body.len() + 24)
+                .sum(),
         }
     }
 }
@@ -169,30 +189,48 @@ impl Writer {
     }
 
     /// Commits batches until every sender is gone and the channel is drained.
+    ///
+    /// A multi-message request ([`Op::InsertAll`]) is never split: if it does not fit in the batch being
+    /// formed, it is kept for (and starts) the next one; alone it may exceed the bounds.
     fn run(self) {
         let max_messages = self.max_batch_messages.max(1);
         let mut batch: Vec<Request> = Vec::with_capacity(max_messages.min(4096));
-        while let Ok(first) = self.rx.recv() {
-            let mut bytes = first.op.bytes();
-            batch.push(first);
-            while batch.len() < max_messages && bytes < self.max_batch_bytes {
-                match self.rx.try_recv() {
-                    Ok(request) => {
-                        bytes += request.op.bytes();
-                        batch.push(request);
-                    }
+        let mut carried: Option<Request> = None;
+        loop {
+            let first = match carried.take() {
+                Some(request) => request,
+                None => match self.rx.recv() {
+                    Ok(request) => request,
                     Err(_) => break,
+                },
+            };
+            let mut bytes = first.op.bytes();
+            let mut messages = first.op.messages();
+            batch.push(first);
+            while messages < max_messages && bytes < self.max_batch_bytes {
+                let Ok(request) = self.rx.try_recv() else {
+                    break;
+                };
+                let (more_messages, more_bytes) = (request.op.messages(), request.op.bytes());
+                if more_messages > 1
+                    && (messages + more_messages > max_messages || bytes + more_bytes > self.max_batch_bytes)
+                {
+                    carried = Some(request);
+                    break;
                 }
+                messages += more_messages;
+                bytes += more_bytes;
+                batch.push(request);
             }
-            self.commit(&mut batch, bytes);
+            self.commit(&mut batch, messages, bytes);
         }
     }
 
-    /// Writes one batch, then acknowledges each of its requests.
-    fn commit(&self, batch: &mut Vec<Request>, bytes: usize) {
+    /// Writes one batch (`messages` messages in its requests), then acknowledges each of its requests.
+    fn commit(&self, batch: &mut Vec<Request>, messages: usize, bytes: usize) {
         let sync = self.sync && batch.iter().any(|request| request.op.needs_sync());
         let outcomes = match self.build(batch) {
-            Ok((write_batch, outcomes)) => self.write(write_batch, outcomes, batch.len(), bytes, sync),
+            Ok((write_batch, outcomes)) => self.write(write_batch, outcomes, messages, bytes, sync),
             Err(error) => vec![Err(error); batch.len()],
         };
         if outcomes.iter().any(|o| o.is_ok()) {
@@ -203,13 +241,13 @@ impl Writer {
         }
     }
 
-    /// Syncs the batch; on success reports it and returns the prepared outcomes, on failure gives every
-    /// request the error.
+    /// Syncs the batch; on success reports it (`messages` messages, `bytes` bytes) and returns the
+    /// prepared outcomes, on failure gives every request the error.
     fn write(
         &self,
         write_batch: WriteBatch,
         outcomes: Vec<Outcome>,
-        requests: usize,
+        messages: usize,
         bytes: usize,
         sync: bool,
     ) -> Vec<Outcome> {
@@ -222,16 +260,16 @@ impl Writer {
                 self.counters.commits.fetch_add(1, Ordering::Relaxed);
                 self.counters
                     .requests
-                    .fetch_add(requests as u64, Ordering::Relaxed);
+                    .fetch_add(messages as u64, Ordering::Relaxed);
                 self.counters.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
                 if let Some(observer) = &self.observer {
-                    observer.on_commit(requests, bytes, elapsed);
+                    observer.on_commit(messages, bytes, elapsed);
                 }
                 outcomes
             }
             Err(error) => {
                 self.counters.failed_commits.fetch_add(1, Ordering::Relaxed);
-                vec![Err(SpoolError::from_rocksdb(error)); requests]
+                vec![Err(SpoolError::from_rocksdb(error)); outcomes.len()]
             }
         }
     }
@@ -288,6 +326,14 @@ impl Writer {
                     exists.insert(*id, false);
                     outcomes.push(Ok(true));
                 }
+                Op::InsertAll(insertions) => {
+                    for insertion in insertions {
+                        write_batch.put_cf(bodies, insertion.id.as_bytes(), &insertion.body);
+                        write_batch.put_cf(envelopes, insertion.id.as_bytes(), &insertion.envelope);
+                        exists.insert(insertion.id, true);
+                    }
+                    outcomes.push(Ok(true));
+                }
             }
         }
         Ok((write_batch, outcomes))
@@ -302,18 +348,30 @@ impl Writer {
                 continue;
             }
             match &request.op {
-                Op::Insert {
-                    schedule: Some(s), ..
+                Op::Insert { id, schedule, .. } | Op::Update { id, schedule, .. } => {
+                    apply_schedule(&mut index, *id, schedule.as_ref());
                 }
-                | Op::Update {
-                    schedule: Some(s), ..
-                } => {
-                    index.insert(request.op.id(), s.due_ms, &s.tenant, &s.campaign);
+                Op::Delete { id } => {
+                    index.remove(*id);
                 }
-                Op::Insert { schedule: None, .. } | Op::Update { schedule: None, .. } | Op::Delete { .. } => {
-                    index.remove(request.op.id());
+                Op::InsertAll(insertions) => {
+                    for insertion in insertions {
+                        apply_schedule(&mut index, insertion.id, insertion.schedule.as_ref());
+                    }
                 }
             }
+        }
+    }
+}
+
+/// Schedules `id` (or takes it out of the index when nothing is queued).
+fn apply_schedule(index: &mut ScheduleIndex, id: MessageId, schedule: Option<&Schedule>) {
+    match schedule {
+        Some(s) => {
+            index.insert(id, s.due_ms, &s.tenant, &s.campaign);
+        }
+        None => {
+            index.remove(id);
         }
     }
 }

@@ -246,6 +246,20 @@ impl TestDns {
         self.add(name, ttl, RData::TXT(TXT::new(txt_strings(text))));
     }
 
+    /// Adds one TXT record made of these character-strings (each at most 255 bytes), as a zone file
+    /// line `name IN TXT "…" "…"` publishes it; resolvers concatenate them.
+    pub fn add_txt_strings(&self, name: &str, strings: &[&str], ttl: u32) {
+        let strings = strings.iter().map(|s| (*s).to_string()).collect();
+        self.add(name, ttl, RData::TXT(TXT::new(strings)));
+    }
+
+    /// Adds a PTR record for `ip` (at its in-addr.arpa / ip6.arpa name) pointing to `name`.
+    pub fn add_ptr(&self, ip: std::net::IpAddr, name: &str, ttl: u32) {
+        let owner = Name::from(ip).to_ascii();
+        let target = hickory_proto::rr::rdata::PTR(dns_name(name));
+        self.add(&owner, ttl, RData::PTR(target));
+    }
+
     /// Makes every query for `name` fail this way (until [`TestDns::clear`]).
     pub fn set_failure(&self, name: &str, failure: DnsFailure) {
         lock(&self.table).failures.insert(key(name), failure);

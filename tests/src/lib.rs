@@ -19,6 +19,7 @@ use tokio_rustls::client::TlsStream;
 
 pub mod binary;
 pub mod delivery;
+pub mod dkim;
 pub mod dns;
 pub mod sink;
 
@@ -140,6 +141,7 @@ pub fn test_config(dir: &Path) -> Config {
     config.spool.min_free_space = penguin_config::ByteSize(0);
     config.delivery.paused = true;
     config.log.events = None;
+    config.dkim.key_dir = dir.join("dkim");
     config
 }
 
@@ -239,12 +241,33 @@ impl Drop for TestServer {
 
 /// A minimal HTTP/1.1 GET over a fresh connection; returns (status, body).
 pub async fn http_get(address: SocketAddr, path: &str) -> (u16, String) {
+    http_request(address, "GET", path, None, b"").await
+}
+
+/// A minimal HTTP/1.1 request (`method`, with `body` and its content type, if any) over a fresh
+/// connection; returns (status, body).
+pub async fn http_request(
+    address: SocketAddr,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> (u16, String) {
     let mut tcp = tokio::time::timeout(WAIT, TcpStream::connect(address))
         .await
         .expect("connect in time")
         .expect("connect");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
-    tcp.write_all(request.as_bytes()).await.expect("write request");
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
+    if let Some(content_type) = content_type {
+        request.push_str(&format!("Content-Type: {content_type}\r\n"));
+    }
+    if !body.is_empty() || !matches!(method, "GET" | "HEAD" | "DELETE") {
+        request.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    request.push_str("\r\n");
+    let mut request = request.into_bytes();
+    request.extend_from_slice(body);
+    tcp.write_all(&request).await.expect("write request");
     let mut response = Vec::new();
     tokio::time::timeout(WAIT, tcp.read_to_end(&mut response))
         .await

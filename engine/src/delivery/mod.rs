@@ -19,6 +19,7 @@ pub mod outcome;
 pub mod pool;
 pub mod reply;
 pub mod setup;
+mod suppress;
 mod worker;
 
 use std::collections::HashMap;
@@ -65,6 +66,8 @@ pub struct DeliverySettings {
     pub max_messages_in_flight: usize,
     /// Tenants that want DSNs (missing = yes).
     pub dsn_by_tenant: HashMap<String, bool>,
+    /// Put hard-bounced recipients on their tenant's suppression list (`suppression.auto_hard_bounce`).
+    pub auto_suppress: bool,
 }
 
 /// One place to try: a remote host name and one of its addresses.

@@ -46,6 +46,7 @@ pub fn settings(config: &Config) -> DeliverySettings {
         },
         max_recipients_per_transaction: delivery.max_recipients_per_transaction,
         max_messages_in_flight: delivery.max_messages_in_flight,
+        auto_suppress: config.suppression.auto_hard_bounce,
         dsn_by_tenant: config
             .tenant
             .iter()

@@ -270,9 +270,15 @@ impl Delivery {
             self.reschedule_in_memory(id, Some(&envelope));
             return;
         }
+        let suppressions = self
+            .suppress_hard_bounces(id, &envelope, &applied.events, now)
+            .await;
         for event in &applied.events {
             self.events
                 .emit(self.event(id, &envelope, message_id.as_deref(), event, now));
+        }
+        for event in suppressions {
+            self.events.emit(event);
         }
     }
 

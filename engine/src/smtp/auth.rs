@@ -7,7 +7,7 @@ use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use penguin_config::Config;
+use penguin_config::{Config, MissingKeyAction};
 
 /// Verified against when the username is unknown, so an unknown user costs the same time as a known one.
 /// The argon2id hash (default parameters, as `hash_password` makes) of random bytes nobody kept; a
@@ -25,9 +25,23 @@ pub struct Tenant {
     pub name: String,
     /// Domains the tenant may use in MAIL FROM; `None` = any (the relay tenant).
     pub sender_domains: Option<HashSet<String>>,
+    /// Add one-click unsubscribe headers (`[[tenant]] list_unsubscribe`).
+    pub list_unsubscribe: bool,
+    /// The tenant's `dkim_missing_key` override.
+    pub dkim_missing_key: Option<MissingKeyAction>,
 }
 
 impl Tenant {
+    /// A tenant with default signing and unsubscribe settings (the relay tenant, tests).
+    pub fn new(name: impl Into<String>, sender_domains: Option<HashSet<String>>) -> Tenant {
+        Tenant {
+            name: name.into(),
+            sender_domains,
+            list_unsubscribe: false,
+            dkim_missing_key: None,
+        }
+    }
+
     /// Whether MAIL FROM with this domain (any case) is allowed for the tenant.
     pub fn may_send_from(&self, domain: &str) -> bool {
         match &self.sender_domains {
@@ -71,8 +85,9 @@ impl TenantDirectory {
                     .collect();
                 let account = Account {
                     tenant: Arc::new(Tenant {
-                        name: tenant.name.clone(),
-                        sender_domains: Some(domains),
+                        list_unsubscribe: tenant.list_unsubscribe,
+                        dkim_missing_key: tenant.dkim_missing_key,
+                        ..Tenant::new(tenant.name.clone(), Some(domains))
                     }),
                     password_hash: tenant.password_hash.clone(),
                 };
@@ -81,10 +96,7 @@ impl TenantDirectory {
             .collect();
         TenantDirectory {
             accounts,
-            relay_tenant: Arc::new(Tenant {
-                name: RELAY_TENANT.to_string(),
-                sender_domains: None,
-            }),
+            relay_tenant: Arc::new(Tenant::new(RELAY_TENANT, None)),
             decoy_hash: DECOY_HASH.to_string(),
         }
     }
@@ -237,17 +249,11 @@ mod tests {
 
     #[test]
     fn tenant_sender_domains() {
-        let tenant = Tenant {
-            name: "acme".into(),
-            sender_domains: Some(["acme.example".to_string()].into()),
-        };
+        let tenant = Tenant::new("acme", Some(["acme.example".to_string()].into()));
         assert!(tenant.may_send_from("ACME.example"));
         assert!(!tenant.may_send_from("evil.example"));
         assert!(!tenant.may_send_from("sub.acme.example"));
-        let relay = Tenant {
-            name: RELAY_TENANT.into(),
-            sender_domains: None,
-        };
+        let relay = Tenant::new(RELAY_TENANT, None);
         assert!(relay.may_send_from("anything.example"));
     }
 }

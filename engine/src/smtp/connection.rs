@@ -5,7 +5,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Buf, BytesMut};
 use penguin_policy::{AuthThrottle, ThrottleDecision};
-use penguin_queue::Spool;
+use penguin_queue::{NewMessage, Spool};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -13,11 +13,12 @@ use tokio_rustls::TlsAcceptor;
 
 use super::auth::TenantDirectory;
 use super::codec::{CommandFramer, Frame};
+use super::finish::Finisher;
 use super::headers::{self, TlsInfo};
 use super::listener::ConnectionSlot;
 use super::reply::{Reply, replies};
-use super::session::{Accepted, AuthOutcome, ReadMode, Session, Step};
-use crate::events::{Event, EventBus, EventKind};
+use super::session::{Accepted, AuthOutcome, ReadMode, Session, Step, SuppressedRecipient};
+use crate::events::{Event, EventBus, EventKind, EventResponse};
 use crate::metrics::Metrics;
 use crate::timefmt;
 
@@ -32,6 +33,8 @@ pub struct ConnectionContext {
     pub throttle: Arc<Mutex<AuthThrottle>>,
     /// The durable queue.
     pub spool: Arc<Spool>,
+    /// Unsubscribe links and DKIM signatures, before the spool write.
+    pub finisher: Arc<Finisher>,
     /// STARTTLS, when a certificate is configured.
     pub tls: Option<TlsAcceptor>,
     /// The event stream.
@@ -257,6 +260,10 @@ impl Driver<'_> {
                     self.session.on_verified(outcome)
                 }
                 Step::Enqueue(accepted) => self.enqueue(*accepted).await,
+                Step::Suppressed(suppressed) => {
+                    self.context.events.emit(suppressed_event(&suppressed));
+                    Step::Reply(suppressed.reply)
+                }
             };
         }
     }
@@ -294,52 +301,117 @@ impl Driver<'_> {
         matches!(decide(&mut throttle), ThrottleDecision::LockedOut { .. })
     }
 
-    /// Writes the message durably, emits the reception event, and returns the final reply step.
+    /// Adds unsubscribe links and DKIM signatures (off the runtime), writes the message(s) durably in
+    /// one batch, emits the reception events, and returns the final reply step.
     async fn enqueue(&mut self, accepted: Accepted) -> Step {
         let started = std::time::Instant::now();
         let Accepted {
+            tenant,
             message,
             tls,
             client_ip,
         } = accepted;
-        let id = message.id;
-        let envelope = &message.envelope;
-        let reception = Event {
-            kind: EventKind::Reception,
-            timestamp: 0,
-            id: Some(id),
-            message_id: headers::message_id(&message.body),
-            tenant: envelope.tenant.clone(),
-            campaign: envelope.campaign.clone(),
-            sender: envelope.sender.clone(),
-            recipient: None,
-            domain: None,
-            mx: None,
-            source_ip: None,
-            client_ip: Some(client_ip),
-            attempt: None,
-            response: None,
-            class: None,
-            tls,
-            size: envelope.size,
-            recipients: Some(envelope.recipients.len()),
-            delay_ms: None,
-            reason: None,
+        let first_id = message.id;
+        let finisher = Arc::clone(&self.context.finisher);
+        let shared = self.session.shared();
+        let finishing = tokio::task::spawn_blocking(move || {
+            finisher.finish(message, &tenant, || shared.ids.next_id())
+        });
+        let finished = match finishing.await {
+            Ok(Ok(finished)) => finished,
+            Ok(Err(refusal)) => return Step::Reply(refusal),
+            Err(_) => return Step::Reply(replies::spool_write_failed()),
         };
-        let result = self.context.spool.enqueue(message).await;
+        let receptions: Vec<Event> = finished
+            .messages
+            .iter()
+            .map(|message| reception_event(message, tls.clone(), client_ip))
+            .collect();
+        let unsigned = finished.unsigned.map(|reason| {
+            let mut event = receptions[0].clone();
+            event.kind = EventKind::DkimUnsigned;
+            event.reason = Some(reason);
+            event.domain = finished.from_domain.clone();
+            event
+        });
+        let mut messages = finished.messages;
+        let result = if messages.len() == 1 {
+            self.context.spool.enqueue(messages.remove(0)).await
+        } else {
+            self.context.spool.enqueue_all(messages).await
+        };
         if result.is_ok() {
             self.context
                 .metrics
                 .smtp_ack_seconds
                 .observe(started.elapsed().as_secs_f64());
             let timestamp = timefmt::unix_millis(SystemTime::now());
-            self.context.events.emit(Event {
-                timestamp,
-                ..reception
-            });
+            for event in receptions.into_iter().chain(unsigned) {
+                self.context.events.emit(Event { timestamp, ..event });
+            }
             self.context.delivery_wakeup.notify_one();
         }
-        self.session.on_enqueued(id, result)
+        self.session.on_enqueued(first_id, result)
+    }
+}
+
+/// The `reception` event of a stored message (timestamp set when it is emitted).
+fn reception_event(message: &NewMessage, tls: Option<TlsInfo>, client_ip: std::net::IpAddr) -> Event {
+    let envelope = &message.envelope;
+    Event {
+        kind: EventKind::Reception,
+        timestamp: 0,
+        id: Some(message.id),
+        message_id: headers::message_id(&message.body),
+        tenant: envelope.tenant.clone(),
+        campaign: envelope.campaign.clone(),
+        sender: envelope.sender.clone(),
+        recipient: None,
+        domain: None,
+        mx: None,
+        source_ip: None,
+        client_ip: Some(client_ip),
+        attempt: None,
+        response: None,
+        class: None,
+        tls,
+        size: envelope.size,
+        recipients: Some(envelope.recipients.len()),
+        delay_ms: None,
+        reason: None,
+    }
+}
+
+/// The `suppressed` event of a refused RCPT TO.
+fn suppressed_event(suppressed: &SuppressedRecipient) -> Event {
+    Event {
+        kind: EventKind::Suppressed,
+        timestamp: timefmt::unix_millis(SystemTime::now()),
+        id: None,
+        message_id: None,
+        tenant: suppressed.tenant.clone(),
+        campaign: String::new(),
+        sender: suppressed.sender.clone(),
+        recipient: Some(suppressed.recipient.clone()),
+        domain: suppressed
+            .recipient
+            .rsplit_once('@')
+            .map(|(_, domain)| domain.to_ascii_lowercase()),
+        mx: None,
+        source_ip: None,
+        client_ip: Some(suppressed.client_ip),
+        attempt: None,
+        response: Some(EventResponse {
+            code: suppressed.reply.code,
+            enhanced: suppressed.reply.status.map(str::to_owned),
+            text: suppressed.reply.lines.join(" "),
+        }),
+        class: None,
+        tls: None,
+        size: 0,
+        recipients: None,
+        delay_ms: None,
+        reason: Some(suppressed.reason),
     }
 }
 

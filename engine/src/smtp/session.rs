@@ -39,10 +39,13 @@ pub struct SessionParams {
     pub tls_available: bool,
 }
 
-/// Tells the session whether the spool can take mail (free disk space).
+/// What the session asks the spool: free disk space and the suppression lists.
 pub trait SpoolGauge: Send + Sync {
     /// False when the spool's filesystem is below its free-space minimum.
     fn has_free_space(&self) -> bool;
+    /// The reason (`unsubscribe`, `hard_bounce`, `complaint`, `manual`) why `tenant` must not mail
+    /// `address`, `None` if it may; `Err` (with the cause) when the list cannot be read.
+    fn suppression_reason(&self, tenant: &str, address: &str) -> Result<Option<&'static str>, String>;
 }
 
 /// What is shared by all sessions of a server.
@@ -99,6 +102,8 @@ pub enum Step {
     Verify(Credentials),
     /// Write the message to the spool, then call `on_enqueued`.
     Enqueue(Box<Accepted>),
+    /// A recipient is on the tenant's suppression list: emit the `suppressed` event, write the reply.
+    Suppressed(Box<SuppressedRecipient>),
     /// Nothing to answer yet: read more input as `read_mode` says (BDAT chunk bytes).
     ReadMore,
 }
@@ -114,9 +119,28 @@ pub enum AuthOutcome {
     LockedOut,
 }
 
+/// A RCPT TO refused because of the suppression list.
+#[derive(Debug)]
+pub struct SuppressedRecipient {
+    /// The 550 reply.
+    pub reply: Reply,
+    /// Whose list.
+    pub tenant: String,
+    /// The transaction's reverse-path.
+    pub sender: String,
+    /// The refused address.
+    pub recipient: String,
+    /// The list entry's reason.
+    pub reason: &'static str,
+    /// The client address.
+    pub client_ip: IpAddr,
+}
+
 /// A message accepted by the protocol, on its way to the spool.
 #[derive(Debug)]
 pub struct Accepted {
+    /// The tenant it belongs to (signing and unsubscribe settings).
+    pub tenant: Arc<Tenant>,
     /// Id, envelope and body (with our trace header fields in front).
     pub message: NewMessage,
     /// TLS of the session, for the reception event.
@@ -195,6 +219,11 @@ impl Session {
             chunk: None,
             errors: 0,
         }
+    }
+
+    /// Server-wide settings and services (the queue id source).
+    pub fn shared(&self) -> Arc<SessionShared> {
+        Arc::clone(&self.shared)
     }
 
     /// The 220 greeting.
@@ -414,8 +443,48 @@ impl Session {
         if !is_routable_address(&address) {
             return self.error(Reply::new(501, "5.1.3", "Error: bad recipient address syntax"));
         }
-        transaction.recipients.push(address);
+        if let Some(refusal) = self.suppression_refusal(&address) {
+            return refusal;
+        }
+        if let Some(transaction) = self.transaction.as_mut() {
+            transaction.recipients.push(address);
+        }
         Step::Reply(Reply::new(250, "2.1.5", "Ok"))
+    }
+
+    /// The refusal of a recipient on the tenant's suppression list (or of an unreadable list).
+    fn suppression_refusal(&self, address: &str) -> Option<Step> {
+        let tenant = self.tenant()?;
+        match self.shared.gauge.suppression_reason(&tenant.name, address) {
+            Ok(None) => None,
+            Ok(Some(reason)) => Some(Step::Suppressed(Box::new(SuppressedRecipient {
+                reply: Reply::new(
+                    550,
+                    "5.7.1",
+                    format!(
+                        "Recipient <{address}> is on the suppression list of tenant {} ({reason}); not sent",
+                        tenant.name
+                    ),
+                ),
+                tenant: tenant.name.clone(),
+                sender: self
+                    .transaction
+                    .as_ref()
+                    .map(|t| t.sender.clone())
+                    .unwrap_or_default(),
+                recipient: address.to_owned(),
+                reason,
+                client_ip: self.peer.ip,
+            }))),
+            Err(cause) => {
+                tracing::error!(%cause, "cannot read the suppression list");
+                Some(Step::Reply(Reply::new(
+                    451,
+                    "4.3.0",
+                    "Error: cannot check the suppression list, try again later",
+                )))
+            }
+        }
     }
 
     /// The checks DATA and BDAT share: a transaction with recipients.
@@ -553,6 +622,7 @@ impl Session {
             eight_bit: eight_bit || transaction.eight_bit_mime,
         };
         Accepted {
+            tenant,
             message: NewMessage { id, envelope, body },
             tls: self.tls.clone(),
             client_ip: self.peer.ip,

@@ -11,6 +11,15 @@ impl SpoolGauge for Gauge {
     fn has_free_space(&self) -> bool {
         self.0.load(Ordering::Relaxed)
     }
+
+    /// `gone@example.com` unsubscribed from acme; `broken@example.com` cannot be looked up.
+    fn suppression_reason(&self, tenant: &str, address: &str) -> Result<Option<&'static str>, String> {
+        match (tenant, address) {
+            ("acme", "gone@example.com") => Ok(Some("unsubscribe")),
+            (_, "broken@example.com") => Err("disk error".into()),
+            _ => Ok(None),
+        }
+    }
 }
 
 /// A session plus the context to drive it like the connection driver does.
@@ -22,10 +31,7 @@ struct Harness {
 }
 
 fn acme() -> Arc<Tenant> {
-    Arc::new(Tenant {
-        name: "acme".into(),
-        sender_domains: Some(["acme.example".to_string()].into()),
-    })
+    Arc::new(Tenant::new("acme", Some(["acme.example".to_string()].into())))
 }
 
 fn harness(ip: &str, relay: bool, tls_available: bool) -> Harness {
@@ -42,10 +48,7 @@ fn harness(ip: &str, relay: bool, tls_available: bool) -> Harness {
         gauge: gauge.clone(),
     });
     let relay_tenant = relay.then(|| {
-        Arc::new(Tenant {
-            name: RELAY_TENANT.into(),
-            sender_domains: None,
-        })
+        Arc::new(Tenant::new(RELAY_TENANT, None))
     });
     let ip: IpAddr = ip.parse().expect("ip");
     let peer = Peer {
@@ -91,6 +94,7 @@ impl Harness {
                 self.resolve(step)
             }
             Step::ReadMore => "[read more]".into(),
+            Step::Suppressed(suppressed) => format!("{} [suppressed]", suppressed.reply),
         }
     }
 
@@ -490,4 +494,40 @@ fn accepted_message_carries_envelope_and_trace_fields() {
         "unstuffed: {body}"
     );
     assert_eq!(envelope.size, accepted.message.body.len() as u64);
+}
+
+#[test]
+fn suppressed_recipients_are_refused_per_tenant() {
+    let mut h = harness("192.0.2.7", false, true);
+    h.session.on_tls_established(TlsInfo {
+        version: "TLSv1.3".into(),
+        cipher: "TLS13_AES_128_GCM_SHA256".into(),
+    });
+    script(
+        &mut h,
+        &[
+            ("EHLO x", "250"),
+            ("AUTH PLAIN AGFjbWUAc2VjcmV0", "235"),
+            ("MAIL FROM:<news@acme.example>", "250 2.1.0"),
+            ("RCPT TO:<gone@example.com>", "550 5.7.1 Recipient <gone@example.com> is on the suppression list of tenant acme (unsubscribe)"),
+            ("RCPT TO:<broken@example.com>", "451 4.3.0"),
+            ("RCPT TO:<kept@example.com>", "250 2.1.5"),
+            ("DATA", "354"),
+        ],
+    );
+    let reply = h.data(b"Subject: hi\r\n\r\nhello\r\n.\r\n").expect("complete");
+    assert!(reply.starts_with("250 2.0.0"), "{reply}");
+}
+
+#[test]
+fn suppression_lists_belong_to_one_tenant() {
+    let mut h = harness("127.0.0.1", true, false);
+    script(
+        &mut h,
+        &[
+            ("EHLO x", "250"),
+            ("MAIL FROM:<a@b.example>", "250 2.1.0"),
+            ("RCPT TO:<gone@example.com>", "250 2.1.5"),
+        ],
+    );
 }

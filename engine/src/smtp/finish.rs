@@ -1,0 +1,200 @@
+//! The last steps of reception before the spool write: one-click unsubscribe headers (one copy per
+//! recipient, each with its own token) and DKIM signatures (d= the From header's domain). Pure CPU
+//! work: the connection runs it on a blocking thread.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use penguin_config::{DkimConfig, MissingKeyAction};
+use penguin_dkim::Signer;
+use penguin_queue::{MessageId, NewMessage};
+
+use super::auth::Tenant;
+use super::headers;
+use super::reply::Reply;
+use crate::unsubscribe::{self, UnsubscribeClaims, UnsubscribeTokens};
+
+/// Where unsubscribe links point.
+#[derive(Clone, Debug)]
+pub struct UnsubscribeLinks {
+    /// `BASE_URL` of `BASE_URL/u/TOKEN`, without a trailing slash.
+    pub base_url: String,
+    /// The optional mailto: address.
+    pub mailto: Option<String>,
+}
+
+/// Signs and adds unsubscribe headers; its DKIM settings are swapped on reload.
+pub struct Finisher {
+    /// The key store's signer (keys cached, new key files picked up per message).
+    signer: Signer,
+    /// `[dkim]`: which selectors sign which domain, what to do without a key.
+    dkim: ArcSwap<DkimConfig>,
+    /// Token source for unsubscribe links.
+    tokens: Arc<UnsubscribeTokens>,
+    /// Link targets.
+    links: UnsubscribeLinks,
+}
+
+/// The messages to store for one accepted message.
+#[derive(Debug)]
+pub struct Finished {
+    /// One message, or one per recipient when unsubscribe links were added.
+    pub messages: Vec<NewMessage>,
+    /// Why the message stays unsigned (`no_key`, `foreign_domain`, `no_from_domain`); `None` if signed.
+    pub unsigned: Option<&'static str>,
+    /// The From domain, when there was one.
+    pub from_domain: Option<String>,
+}
+
+/// What signing decided for a message.
+enum SigningPlan {
+    /// Sign for this domain with these selectors.
+    Sign(String, Vec<String>),
+    /// Do not sign, for this reason.
+    Unsigned(&'static str, Option<String>),
+}
+
+impl Finisher {
+    /// A finisher signing with `signer` as `dkim` says, with unsubscribe links from `tokens` / `links`.
+    pub fn new(signer: Signer, dkim: DkimConfig, tokens: Arc<UnsubscribeTokens>, links: UnsubscribeLinks) -> Finisher {
+        Finisher {
+            signer,
+            dkim: ArcSwap::from_pointee(dkim),
+            tokens,
+            links,
+        }
+    }
+
+    /// Applies a reloaded `[dkim]` section (selector choice, missing-key action) from the next message on.
+    pub fn reload(&self, dkim: DkimConfig) {
+        self.dkim.store(Arc::new(dkim));
+    }
+
+    /// Adds unsubscribe headers (splitting per recipient) and signs. `Err` is the reply refusing the
+    /// message: 550 5.7.1 when it cannot be signed and the tenant wants that refused, 451 4.3.0 when a
+    /// key cannot be used.
+    pub fn finish(
+        &self,
+        message: NewMessage,
+        tenant: &Tenant,
+        mut next_id: impl FnMut() -> MessageId,
+    ) -> Result<Finished, Reply> {
+        let dkim = self.dkim.load();
+        let plan = signing_plan(&dkim, tenant, &message.body);
+        if let SigningPlan::Unsigned(reason, domain) = &plan
+            && tenant.dkim_missing_key.unwrap_or(dkim.missing_key) == MissingKeyAction::Reject
+        {
+            return Err(unsigned_refusal(reason, domain.as_deref(), tenant));
+        }
+        let mut messages = self.with_unsubscribe(message, tenant, &mut next_id);
+        let (unsigned, from_domain) = match plan {
+            SigningPlan::Unsigned(reason, domain) => (Some(reason), domain),
+            SigningPlan::Sign(domain, selectors) => {
+                let mut signed_any = true;
+                for message in &mut messages {
+                    signed_any = self.sign(message, &domain, &selectors)?;
+                    if !signed_any {
+                        break;
+                    }
+                }
+                if !signed_any && tenant.dkim_missing_key.unwrap_or(dkim.missing_key) == MissingKeyAction::Reject {
+                    return Err(unsigned_refusal("no_key", Some(&domain), tenant));
+                }
+                ((!signed_any).then_some("no_key"), Some(domain))
+            }
+        };
+        Ok(Finished {
+            messages,
+            unsigned,
+            from_domain,
+        })
+    }
+
+    /// Prepends the DKIM-Signature field(s); false when no selector had a key.
+    fn sign(&self, message: &mut NewMessage, domain: &str, selectors: &[String]) -> Result<bool, Reply> {
+        let signed = self.signer.sign(&message.body, domain, selectors).map_err(|error| {
+            tracing::error!(%error, domain, "DKIM signing failed");
+            Reply::new(451, "4.3.0", "Error: DKIM signing failed, try again later")
+        })?;
+        if signed.selectors.is_empty() {
+            return Ok(false);
+        }
+        let mut body = signed.header;
+        body.extend_from_slice(&message.body);
+        message.envelope.size = body.len() as u64;
+        message.body = body;
+        Ok(true)
+    }
+
+    /// One copy per recipient with its own List-Unsubscribe link, when the tenant wants links and the
+    /// message has none; otherwise the message as it is.
+    fn with_unsubscribe(
+        &self,
+        message: NewMessage,
+        tenant: &Tenant,
+        next_id: &mut impl FnMut() -> MessageId,
+    ) -> Vec<NewMessage> {
+        let has_header = headers::header_fields(&message.body)
+            .any(|(name, _)| name.trim_ascii().eq_ignore_ascii_case(b"List-Unsubscribe"));
+        if !tenant.list_unsubscribe || has_header {
+            return vec![message];
+        }
+        let NewMessage { id, envelope, body } = message;
+        let mut copies = Vec::with_capacity(envelope.recipients.len());
+        for (index, recipient) in envelope.recipients.iter().enumerate() {
+            let token = self.tokens.token(&UnsubscribeClaims {
+                tenant: tenant.name.clone(),
+                campaign: envelope.campaign.clone(),
+                recipient: recipient.address.clone(),
+            });
+            let mut copy_body =
+                unsubscribe::header_fields(&self.links.base_url, self.links.mailto.as_deref(), &token);
+            copy_body.extend_from_slice(&body);
+            let mut copy_envelope = envelope.clone();
+            copy_envelope.recipients = vec![recipient.clone()];
+            copy_envelope.size = copy_body.len() as u64;
+            copies.push(NewMessage {
+                id: if index == 0 { id } else { next_id() },
+                envelope: copy_envelope,
+                body: copy_body,
+            });
+        }
+        copies
+    }
+}
+
+/// Whether and how to sign: d= is the From domain, when it is one of the tenant's sender domains.
+fn signing_plan(dkim: &DkimConfig, tenant: &Tenant, body: &[u8]) -> SigningPlan {
+    let Some(domain) = from_domain(body) else {
+        return SigningPlan::Unsigned("no_from_domain", None);
+    };
+    if !tenant.may_send_from(&domain) {
+        return SigningPlan::Unsigned("foreign_domain", Some(domain));
+    }
+    let selectors = dkim.selectors_for(&domain).to_vec();
+    SigningPlan::Sign(domain, selectors)
+}
+
+/// The domain of the first address in the From header, lowercased.
+pub fn from_domain(body: &[u8]) -> Option<String> {
+    let parsed = mail_parser::MessageParser::new().parse_headers(body)?;
+    let address = parsed.from()?.first()?.address()?;
+    let (_, domain) = address.rsplit_once('@')?;
+    let domain = domain.trim().trim_end_matches('.').to_ascii_lowercase();
+    (!domain.is_empty()).then_some(domain)
+}
+
+/// 550 5.7.1 for a message the tenant wants refused rather than sent unsigned.
+fn unsigned_refusal(reason: &str, domain: Option<&str>, tenant: &Tenant) -> Reply {
+    let text = match (reason, domain) {
+        ("foreign_domain", Some(domain)) => format!(
+            "Message rejected: From domain {domain} is not a sender domain of tenant {}, so it cannot be DKIM-signed",
+            tenant.name
+        ),
+        ("no_key", Some(domain)) => {
+            format!("Message rejected: no DKIM key for From domain {domain} (penguin-mta dkim keygen)")
+        }
+        _ => "Message rejected: no From header domain to DKIM-sign for".to_owned(),
+    };
+    Reply::new(550, "5.7.1", text)
+}
