@@ -219,13 +219,19 @@ mod tests {
     #[test]
     fn missing_key_action_is_checked_by_name() {
         let errors = errors_of("[dkim]\nmissing_key = \"drop\"\n");
-        assert!(errors.iter().any(|e| e.contains("dkim.missing_key")), "{errors:?}");
+        assert!(
+            errors.iter().any(|e| e.contains("dkim.missing_key")),
+            "{errors:?}"
+        );
     }
 
     #[test]
     fn base_url_loses_its_trailing_slash() {
         let config = Config::from_toml_str("[unsubscribe]\nbase_url = \"https://u.example/x/\"\n")
             .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(config.unsubscribe.base_url.as_deref(), Some("https://u.example/x"));
+        assert_eq!(
+            config.unsubscribe.base_url.as_deref(),
+            Some("https://u.example/x")
+        );
     }
 }

@@ -13,12 +13,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::SystemTime;
 
+use arc_swap::ArcSwap;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Json, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use penguin_queue::{Spool, SpoolError, SuppressionEntry, SuppressionReason};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -41,7 +42,9 @@ pub struct ApiState {
     /// Verifies the tokens of `/u/{token}`.
     pub tokens: Arc<UnsubscribeTokens>,
     /// Tenants the management API knows: the configured ones and `default`.
-    pub tenants: Arc<HashSet<String>>,
+    pub tenants: Arc<ArcSwap<HashSet<String>>>,
+    /// Reloads the config file for `POST /reload`; `None` when the server has none to reload.
+    pub reloader: Option<Arc<crate::reload::Reloader>>,
 }
 
 /// The tenant names the management API accepts: every configured tenant and `default`.
@@ -63,6 +66,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route("/reload", post(reload))
         .route("/u/{token}", get(unsubscribe_page).post(unsubscribe))
         .route("/tenants/{tenant}/suppressions", get(list_suppressions))
         .route(
@@ -72,6 +76,31 @@ pub fn router(state: Arc<ApiState>) -> Router {
                 .delete(delete_suppression),
         )
         .with_state(state)
+}
+
+/// `POST /reload`: reads the config file again and applies `[dkim]` and `[[tenant]]` (like SIGHUP).
+/// 200 with what was applied; 400 when the file is invalid; 409 without a config file.
+async fn reload(State(state): State<Arc<ApiState>>) -> Response {
+    use crate::reload::ReloadError;
+    let Some(reloader) = state.reloader.clone() else {
+        return error_response(StatusCode::CONFLICT, ReloadError::NoConfigFile.to_string());
+    };
+    let outcome = tokio::task::spawn_blocking(move || reloader.reload()).await;
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(join) => return error_response(StatusCode::INTERNAL_SERVER_ERROR, join.to_string()),
+    };
+    let answer = match &outcome {
+        Ok(report) => (
+            StatusCode::OK,
+            Json(json!({ "status": "reloaded", "report": report })),
+        )
+            .into_response(),
+        Err(error @ ReloadError::NoConfigFile) => error_response(StatusCode::CONFLICT, error.to_string()),
+        Err(error) => error_response(StatusCode::BAD_REQUEST, error.to_string()),
+    };
+    crate::server::log_reload(outcome);
+    answer
 }
 
 /// `GET /healthz`: 200 with the queue depth while the server runs.
@@ -332,6 +361,11 @@ const MAX_ADDRESS: usize = 320;
 /// Longest campaign name accepted in a PUT body.
 const MAX_CAMPAIGN: usize = 255;
 
+/// `{"error": message}` with `status`.
+fn error_response(status: StatusCode, message: String) -> Response {
+    ApiError { status, message }.into_response()
+}
+
 /// An error answer of the management API: `{"error": message}` with `status`.
 #[derive(Debug)]
 struct ApiError {
@@ -388,7 +422,7 @@ impl IntoResponse for ApiError {
 
 /// 404 unless `tenant` is configured (or `default`).
 fn check_tenant(state: &ApiState, tenant: &str) -> Result<(), ApiError> {
-    if state.tenants.contains(tenant) {
+    if state.tenants.load().contains(tenant) {
         Ok(())
     } else {
         Err(ApiError::not_found(format!("unknown tenant {tenant:?}")))

@@ -102,7 +102,7 @@ fn serve(config_path: Option<&Path>) -> anyhow::Result<()> {
         // starts must stop it gracefully, not kill it with the default action.
         let shutdown = shutdown_signal();
         let listeners = Listeners::bind(&config)?;
-        server::serve(config, listeners, shutdown).await?;
+        server::serve_with_reload(config, config_path.map(Path::to_path_buf), listeners, shutdown).await?;
         Ok(())
     })
 }

@@ -13,10 +13,11 @@ pub mod event_log;
 pub mod events;
 pub mod metrics;
 pub mod queue_cli;
+pub mod reload;
 pub mod server;
 pub mod smtp;
 pub mod timefmt;
 pub mod tls;
 pub mod unsubscribe;
 
-pub use server::{Listeners, ServeError, serve};
+pub use server::{Listeners, ServeError, serve, serve_with_reload};

@@ -15,14 +15,17 @@ use crate::delivery;
 use crate::event_log::EventLog;
 use crate::events::{EventBus, EventSink};
 use crate::metrics::{CommitMetrics, Metrics};
-use crate::smtp::auth::TenantDirectory;
-use crate::smtp::finish::{Finisher, UnsubscribeLinks};
-use crate::unsubscribe::UnsubscribeTokens;
-use penguin_dkim::{KeyStore, Signer};
+use crate::reload::{ReloadError, ReloadReport, Reloader};
+use crate::smtp::auth::{SharedTenants, TenantDirectory};
 use crate::smtp::connection::ConnectionContext;
+use crate::smtp::finish::{Finisher, UnsubscribeLinks};
 use crate::smtp::listener::{ConnectionLimits, SmtpServer};
 use crate::smtp::session::{SessionParams, SessionShared, SpoolGauge};
 use crate::tls::{self, TlsSetupError};
+use crate::unsubscribe::UnsubscribeTokens;
+use arc_swap::ArcSwap;
+use penguin_dkim::{KeyStore, Signer};
+use std::path::PathBuf;
 
 /// Most clients tracked by the AUTH lockout at once (bounded memory under a spray of addresses).
 const MAX_THROTTLED_CLIENTS: usize = 100_000;
@@ -115,24 +118,6 @@ pub async fn open_spool(config: &Config, metrics: &Arc<Metrics>) -> Result<Arc<S
     let spool = tokio::task::spawn_blocking(move || Spool::open(options))
         .await
         .map_err(|join| ServeError::Io(std::io::Error::other(join)))??;
-    Ok(Arc::new(spool))
-}
-
-/// Runs the server until `shutdown` completes, then stops gracefully (see the module doc).
-pub async fn serve(
-    config: Config,
-    listeners: Listeners,
-    shutdown: impl Future<Output = ()> + Send,
-) -> Result<(), ServeError> {
-    let acceptor = config.tls.as_ref().map(tls::acceptor).transpose()?;
-    let metrics = Arc::new(Metrics::new());
-    let event_log = open_event_log(&config)?;
-    let mut sinks: Vec<Arc<dyn EventSink>> = vec![Arc::clone(&metrics) as Arc<dyn EventSink>];
-    if let Some(log) = &event_log {
-        sinks.push(Arc::clone(log) as Arc<dyn EventSink>);
-    }
-    let events = EventBus::new(sinks);
-    let spool = open_spool(&config, &metrics).await?;
     let recovery = spool.recovery();
     tracing::info!(
         messages = recovery.messages,
@@ -140,14 +125,62 @@ pub async fn serve(
         duration_ms = recovery.duration.as_millis() as u64,
         "spool recovered"
     );
+    Ok(Arc::new(spool))
+}
+
+/// Runs the server until `shutdown` completes, then stops gracefully (see the module doc). Without a
+/// config file there is nothing to reload: see [`serve_with_reload`].
+pub async fn serve(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    serve_with_reload(config, None, listeners, shutdown).await
+}
+
+/// [`serve`] for a config read from `config_path`: SIGHUP and `POST /reload` read that file again and
+/// apply its `[dkim]` and `[[tenant]]` sections (see [`crate::reload`]).
+pub async fn serve_with_reload(
+    config: Config,
+    config_path: Option<PathBuf>,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let acceptor = config.tls.as_ref().map(tls::acceptor).transpose()?;
+    let metrics = Arc::new(Metrics::new());
+    let (events, event_log) = event_bus(&config, &metrics)?;
+    let spool = open_spool(&config, &metrics).await?;
     let wakeup = Arc::new(Notify::new());
     let delivery = delivery::setup::build(&config, &spool, &metrics, events.clone(), Arc::clone(&wakeup))
         .map_err(|error| ServeError::Dns(error.to_string()))?;
     let in_flight = delivery.in_flight();
-    let api_events = events.clone();
-    let unsubscribe_tokens = Arc::new(crate::unsubscribe::load(&spool).await?);
-    let finisher = Arc::new(finisher(&config, &listeners, Arc::clone(&unsubscribe_tokens))?);
-    let smtp = smtp_server(&config, acceptor, &spool, &metrics, events, wakeup, finisher);
+    let tokens = Arc::new(crate::unsubscribe::load(&spool).await?);
+    let finisher = Arc::new(finisher(&config, &listeners, Arc::clone(&tokens))?);
+    let tenants: SharedTenants = Arc::new(ArcSwap::from_pointee(TenantDirectory::from_config(&config)));
+    let tenant_names = Arc::new(ArcSwap::from_pointee(api::tenant_names(&config)));
+    let reloader = Arc::new(Reloader::new(
+        config_path,
+        &config,
+        Arc::clone(&finisher),
+        Arc::clone(&tenants),
+        Arc::clone(&tenant_names),
+    ));
+    let api_state = ApiState {
+        metrics: Arc::clone(&metrics),
+        spool: Arc::clone(&spool),
+        in_flight,
+        events: events.clone(),
+        tokens,
+        tenants: tenant_names,
+        reloader: Some(Arc::clone(&reloader)),
+    };
+    let services = ReceptionServices {
+        events,
+        wakeup,
+        finisher,
+        tenants,
+    };
+    let smtp = smtp_server(&config, acceptor, &spool, &metrics, services);
     let (stop, stopped) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     for listener in listeners.smtp {
@@ -162,22 +195,8 @@ pub async fn serve(
     } else {
         tasks.spawn(Arc::new(delivery).run(stopped.clone(), config.smtp.shutdown_grace.get()));
     }
-    spawn_api(
-        listeners.api,
-        ApiState {
-            metrics: Arc::clone(&metrics),
-            spool: Arc::clone(&spool),
-            in_flight,
-            events: api_events,
-            tokens: unsubscribe_tokens,
-            tenants: Arc::new(api::tenant_names(&config)),
-        },
-        stopped.clone(),
-        &mut tasks,
-    )?;
-    if let Some(log) = &event_log {
-        tasks.spawn(reopen_on_sighup(Arc::clone(log), stopped.clone()));
-    }
+    spawn_api(listeners.api, api_state, stopped.clone(), &mut tasks)?;
+    tasks.spawn(on_sighup(event_log.clone(), reloader, stopped.clone()));
     shutdown.await;
     tracing::info!("shutting down: no new connections, finishing transactions and deliveries in flight");
     let _ = stop.send(true);
@@ -213,6 +232,19 @@ fn spawn_api(
     Ok(())
 }
 
+/// The event stream: metrics, and the JSON event log when `log.events` is set.
+fn event_bus(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+) -> Result<(EventBus, Option<Arc<EventLog>>), ServeError> {
+    let event_log = open_event_log(config)?;
+    let mut sinks: Vec<Arc<dyn EventSink>> = vec![Arc::clone(metrics) as Arc<dyn EventSink>];
+    if let Some(log) = &event_log {
+        sinks.push(Arc::clone(log) as Arc<dyn EventSink>);
+    }
+    Ok((EventBus::new(sinks), event_log))
+}
+
 /// Opens `log.events` when configured.
 fn open_event_log(config: &Config) -> Result<Option<Arc<EventLog>>, ServeError> {
     let Some(path) = &config.log.events else {
@@ -227,8 +259,9 @@ fn open_event_log(config: &Config) -> Result<Option<Arc<EventLog>>, ServeError> 
     Ok(Some(Arc::new(log)))
 }
 
-/// Reopens the event log on every SIGHUP (logrotate) until the server stops.
-async fn reopen_on_sighup(log: Arc<EventLog>, mut stopped: watch::Receiver<bool>) {
+/// On every SIGHUP until the server stops: reopens the event log (logrotate) and reloads the config
+/// file (`[dkim]`, `[[tenant]]`).
+async fn on_sighup(log: Option<Arc<EventLog>>, reloader: Arc<Reloader>, mut stopped: watch::Receiver<bool>) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hangups) = signal(SignalKind::hangup()) else {
         tracing::warn!("cannot install the SIGHUP handler; the event log is rotated by size only");
@@ -237,11 +270,29 @@ async fn reopen_on_sighup(log: Arc<EventLog>, mut stopped: watch::Receiver<bool>
     loop {
         tokio::select! {
             _ = hangups.recv() => {
-                tracing::info!("SIGHUP: reopening the event log");
-                log.reopen();
+                if let Some(log) = &log {
+                    tracing::info!("SIGHUP: reopening the event log");
+                    log.reopen();
+                }
+                log_reload(reloader.reload());
             }
             _ = stopped.wait_for(|stop| *stop) => return,
         }
+    }
+}
+
+/// Logs the outcome of a reload.
+pub fn log_reload(outcome: Result<ReloadReport, ReloadError>) {
+    match outcome {
+        Ok(report) => tracing::info!(
+            config = %report.config,
+            tenants = report.tenants,
+            dkim_domains = report.dkim_domains,
+            restart_needed = ?report.restart_needed,
+            "config reloaded"
+        ),
+        Err(ReloadError::NoConfigFile) => {}
+        Err(error) => tracing::error!(%error, "config not reloaded; the running settings are unchanged"),
     }
 }
 
@@ -282,16 +333,32 @@ fn finisher(
     Ok(Finisher::new(signer, config.dkim.clone(), tokens, links))
 }
 
+/// What reception shares with the rest of the server.
+struct ReceptionServices {
+    /// The event stream.
+    events: EventBus,
+    /// Wakes the delivery dispatcher.
+    wakeup: Arc<Notify>,
+    /// Unsubscribe links and DKIM signing.
+    finisher: Arc<Finisher>,
+    /// SMTP AUTH accounts (replaced on reload).
+    tenants: SharedTenants,
+}
+
 /// Builds the SMTP server from config.
 fn smtp_server(
     config: &Config,
     tls: Option<tokio_rustls::TlsAcceptor>,
     spool: &Arc<Spool>,
     metrics: &Arc<Metrics>,
-    events: EventBus,
-    wakeup: Arc<Notify>,
-    finisher: Arc<Finisher>,
+    services: ReceptionServices,
 ) -> Arc<SmtpServer> {
+    let ReceptionServices {
+        events,
+        wakeup,
+        finisher,
+        tenants,
+    } = services;
     let smtp = &config.smtp;
     let rule = AuthThrottleRule {
         limit: smtp.auth_failure_limit,
@@ -310,7 +377,7 @@ fn smtp_server(
         gauge: Arc::clone(spool) as Arc<dyn SpoolGauge>,
     });
     let context = Arc::new(ConnectionContext {
-        tenants: Arc::new(TenantDirectory::from_config(config)),
+        tenants,
         throttle: Arc::new(Mutex::new(AuthThrottle::new(rule, MAX_THROTTLED_CLIENTS))),
         spool: Arc::clone(spool),
         finisher,

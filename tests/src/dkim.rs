@@ -51,3 +51,30 @@ fn resolver_options() -> ResolverOpts {
     options.use_hosts_file = mail_auth::hickory_resolver::config::ResolveHosts::Never;
     options
 }
+
+/// A zone file line `NAME IN TXT "s1" "s2" …` parsed back into the name and the strings.
+pub fn parse_zone_line(line: &str) -> (String, Vec<String>) {
+    let (name, rest) = line
+        .split_once(" IN TXT ")
+        .unwrap_or_else(|| panic!("not a TXT line: {line:?}"));
+    let mut strings = Vec::new();
+    let mut chars = rest.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            ' ' => {}
+            '"' => {
+                let mut string = String::new();
+                loop {
+                    match chars.next().expect("closing quote") {
+                        '"' => break,
+                        '\\' => string.push(chars.next().expect("escaped character")),
+                        other => string.push(other),
+                    }
+                }
+                strings.push(string);
+            }
+            other => panic!("unexpected {other:?} in {line:?}"),
+        }
+    }
+    (name.to_owned(), strings)
+}

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use penguin_dkim::{KeyStore, Signer};
 use penguin_tests::binary;
-use penguin_tests::dkim::verify_dkim;
+use penguin_tests::dkim::{parse_zone_line, verify_dkim};
 use penguin_tests::dns::TestDns;
 use penguin_tests::test_config;
 
@@ -38,33 +38,6 @@ fn texts(output: &Output) -> (String, String) {
         String::from_utf8(output.stdout.clone()).expect("utf-8 stdout"),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
-}
-
-/// A zone file line `NAME IN TXT "s1" "s2" …` parsed back into the name and the strings.
-fn parse_zone_line(line: &str) -> (String, Vec<String>) {
-    let (name, rest) = line
-        .split_once(" IN TXT ")
-        .unwrap_or_else(|| panic!("not a TXT line: {line:?}"));
-    let mut strings = Vec::new();
-    let mut chars = rest.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            ' ' => {}
-            '"' => {
-                let mut string = String::new();
-                loop {
-                    match chars.next().expect("closing quote") {
-                        '"' => break,
-                        '\\' => string.push(chars.next().expect("escaped character")),
-                        other => string.push(other),
-                    }
-                }
-                strings.push(string);
-            }
-            other => panic!("unexpected {other:?} in {line:?}"),
-        }
-    }
-    (name.to_owned(), strings)
 }
 
 /// Runs keygen successfully and returns the printed record: (name, strings), after checking the output.

@@ -43,7 +43,12 @@ async fn delivered(world: &DeliveryWorld, count: usize) -> Vec<Vec<u8>> {
 /// The DKIM-Signature header fields of a message, unfolded.
 fn signatures(message: &[u8]) -> Vec<String> {
     let text = String::from_utf8_lossy(message);
-    let header = text.split("\r\n\r\n").next().unwrap_or_default().replace("\r\n\t", "\t").replace("\r\n ", " ");
+    let header = text
+        .split("\r\n\r\n")
+        .next()
+        .unwrap_or_default()
+        .replace("\r\n\t", "\t")
+        .replace("\r\n ", " ");
     header
         .lines()
         .filter(|line| line.to_ascii_lowercase().starts_with("dkim-signature:"))
@@ -80,7 +85,11 @@ async fn rsa_signed_mail_verifies_at_the_receiver() {
     assert_eq!(tag(signature, "c"), "relaxed/relaxed");
     let signed = tag(signature, "h").to_ascii_lowercase();
     let names: Vec<&str> = signed.split(':').collect();
-    assert_eq!(names.iter().filter(|n| **n == "from").count(), 2, "From is over-signed: {signed}");
+    assert_eq!(
+        names.iter().filter(|n| **n == "from").count(),
+        2,
+        "From is over-signed: {signed}"
+    );
     for name in ["to", "subject", "date", "message-id"] {
         assert!(names.contains(&name), "{name} is signed: {signed}");
     }
@@ -106,29 +115,45 @@ async fn ed25519_and_dual_signing_verify() {
     let selectors: Vec<(&str, bool)> = results.iter().map(|r| (r.1.as_str(), r.2)).collect();
     assert_eq!(selectors, [("ed1", true), ("rsa1", true)], "{results:?}");
     let algorithms: Vec<String> = signatures(&messages[0]).iter().map(|s| tag(s, "a")).collect();
-    assert!(algorithms.contains(&"ed25519-sha256".to_string()), "{algorithms:?}");
+    assert!(
+        algorithms.contains(&"ed25519-sha256".to_string()),
+        "{algorithms:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn awkward_content_still_verifies() {
     let world = world(|_| {}).await;
     publish_key(&world, "default", Algorithm::Rsa);
-    let long_subject = format!("Subject: {}\r\n", (0..40).map(|i| format!("word{i}")).collect::<Vec<_>>().join("\r\n "));
+    let long_subject = format!(
+        "Subject: {}\r\n",
+        (0..40)
+            .map(|i| format!("word{i}"))
+            .collect::<Vec<_>>()
+            .join("\r\n ")
+    );
     let eight_bit = format!(
         "From: Alice <{SENDER}>\r\nTo: bob@dest.test\r\n{long_subject}MIME-Version: 1.0\r\n\
          Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n\
          Grüße aus Zürich — ça va? 日本語\r\n\r\n\r\n"
     );
     world
-        .send_with(&format!("MAIL FROM:<{SENDER}> BODY=8BITMIME"), &["bob@dest.test"], &eight_bit)
+        .send_with(
+            &format!("MAIL FROM:<{SENDER}> BODY=8BITMIME"),
+            &["bob@dest.test"],
+            &eight_bit,
+        )
         .await;
 
     // A body ending without CRLF can only arrive by BDAT.
     let mut client = world.server.connect().await;
     client.ehlo().await;
-    client.expect(&format!("MAIL FROM:<{SENDER}>"), 250, "2.1.0").await;
+    client
+        .expect(&format!("MAIL FROM:<{SENDER}>"), 250, "2.1.0")
+        .await;
     client.expect("RCPT TO:<carol@dest.test>", 250, "2.1.5").await;
-    let unterminated = format!("From: {SENDER}\r\nTo: carol@dest.test\r\nSubject: no final CRLF\r\n\r\nlast line");
+    let unterminated =
+        format!("From: {SENDER}\r\nTo: carol@dest.test\r\nSubject: no final CRLF\r\n\r\nlast line");
     let reply = client.bdat(unterminated.as_bytes(), true).await;
     assert_eq!(reply.code, 250, "{reply:?}");
 
@@ -157,9 +182,16 @@ async fn a_key_created_while_running_signs_the_next_message() {
     world.send(&["second@dest.test"]).await;
 
     let messages = delivered(&world, 2).await;
-    let first = messages.iter().find(|m| String::from_utf8_lossy(m).contains("first@dest.test"));
-    let second = messages.iter().find(|m| String::from_utf8_lossy(m).contains("second@dest.test"));
-    assert!(signatures(first.expect("first")).is_empty(), "sent before the key existed");
+    let first = messages
+        .iter()
+        .find(|m| String::from_utf8_lossy(m).contains("first@dest.test"));
+    let second = messages
+        .iter()
+        .find(|m| String::from_utf8_lossy(m).contains("second@dest.test"));
+    assert!(
+        signatures(first.expect("first")).is_empty(),
+        "sent before the key existed"
+    );
     let results = verify_dkim(world.dns.address, second.expect("second")).await;
     assert!(results.len() == 1 && results[0].2, "{results:?}");
 }
@@ -174,6 +206,9 @@ async fn missing_key_is_refused_when_configured() {
     let reply = client.send_message(SENDER, &["bob@dest.test"], &content).await;
 
     assert_eq!((reply.code, reply.enhanced_code()), (550, "5.7.1"), "{reply:?}");
-    assert!(reply.text().contains("no DKIM key for From domain sender.test"), "{reply:?}");
+    assert!(
+        reply.text().contains("no DKIM key for From domain sender.test"),
+        "{reply:?}"
+    );
     assert!(queued(&world.server.spool_path).is_empty(), "nothing was queued");
 }

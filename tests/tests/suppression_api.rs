@@ -284,7 +284,11 @@ impl InProcess {
             in_flight: Arc::new(AtomicUsize::new(0)),
             events: EventBus::new(vec![Arc::clone(&events) as Arc<dyn EventSink>]),
             tokens: Arc::new(UnsubscribeTokens::new(secret)),
-            tenants: Arc::new(HashSet::from(["acme".to_string(), "default".to_string()])),
+            tenants: Arc::new(arc_swap::ArcSwap::from_pointee(HashSet::from([
+                "acme".to_string(),
+                "default".to_string(),
+            ]))),
+            reloader: None,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("address");

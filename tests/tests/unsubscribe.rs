@@ -33,7 +33,11 @@ async fn acme_client(world: &DeliveryWorld) -> SmtpClient {
 /// The value of header `name` in a delivered message (unfolded), if present.
 fn header(message: &[u8], name: &str) -> Option<String> {
     let text = String::from_utf8_lossy(message);
-    let head = text.split("\r\n\r\n").next().unwrap_or_default().replace("\r\n ", " ");
+    let head = text
+        .split("\r\n\r\n")
+        .next()
+        .unwrap_or_default()
+        .replace("\r\n ", " ");
     head.lines().find_map(|line| {
         let (field, value) = line.split_once(':')?;
         field.eq_ignore_ascii_case(name).then(|| value.trim().to_owned())
@@ -77,7 +81,10 @@ async fn each_recipient_gets_its_own_one_click_link() {
             Some("List-Unsubscribe=One-Click")
         );
         let url = one_click_url(&value);
-        assert!(url.starts_with(&format!("http://{}/u/", world.server.api)), "{url}");
+        assert!(
+            url.starts_with(&format!("http://{}/u/", world.server.api)),
+            "{url}"
+        );
         urls.push(url);
     }
     assert_ne!(urls[0], urls[1], "tokens are per recipient");
@@ -119,7 +126,11 @@ async fn one_click_post_suppresses_the_recipient() {
     client.cmd("RSET").await;
     client.expect("MAIL FROM:<news@acme.example>", 250, "2.1.0").await;
     let refused = client.cmd("RCPT TO:<ann@dest.test>").await;
-    assert_eq!((refused.code, refused.enhanced_code()), (550, "5.7.1"), "{refused:?}");
+    assert_eq!(
+        (refused.code, refused.enhanced_code()),
+        (550, "5.7.1"),
+        "{refused:?}"
+    );
     assert!(refused.text().contains("suppression list"), "{refused:?}");
     let suppressed = world.wait_event("suppressed", "ann@dest.test").await;
     assert_eq!(suppressed["reason"], "unsubscribe");
@@ -152,7 +163,10 @@ async fn a_550_5_1_1_bounce_suppresses_the_address() {
     let world = world(false, true).await;
     world.sinks[0].set_behaviour(SinkBehaviour::default().with_rcpt(|address| {
         if address == "gone@dest.test" {
-            (550, "5.1.1 <gone@dest.test>: Recipient address rejected: User unknown".into())
+            (
+                550,
+                "5.1.1 <gone@dest.test>: Recipient address rejected: User unknown".into(),
+            )
         } else {
             (250, "2.1.5 Ok".into())
         }
@@ -168,7 +182,11 @@ async fn a_550_5_1_1_bounce_suppresses_the_address() {
     assert_eq!(added["tenant"], "acme");
     client.expect("MAIL FROM:<news@acme.example>", 250, "2.1.0").await;
     let refused = client.cmd("RCPT TO:<Gone@Dest.test>").await;
-    assert_eq!((refused.code, refused.enhanced_code()), (550, "5.7.1"), "{refused:?}");
+    assert_eq!(
+        (refused.code, refused.enhanced_code()),
+        (550, "5.7.1"),
+        "{refused:?}"
+    );
     let (status, body) = http_request(
         world.server.api,
         "GET",
@@ -184,9 +202,7 @@ async fn a_550_5_1_1_bounce_suppresses_the_address() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_suppression_can_be_turned_off() {
     let world = world(false, false).await;
-    world.sinks[0].set_behaviour(SinkBehaviour::default().with_rcpt(|_| {
-        (550, "5.1.1 User unknown".into())
-    }));
+    world.sinks[0].set_behaviour(SinkBehaviour::default().with_rcpt(|_| (550, "5.1.1 User unknown".into())));
     let mut client = acme_client(&world).await;
     let content = penguin_tests::simple_message("news@acme.example", "gone@dest.test", "hello");
     client

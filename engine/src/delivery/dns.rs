@@ -127,6 +127,12 @@ impl Resolver {
         Ok(Resolver { inner })
     }
 
+    /// The hickory resolver itself, for lookups of other record types (TXT, PTR) with the same name
+    /// servers, options and cache.
+    pub(crate) fn hickory(&self) -> &TokioResolver {
+        &self.inner
+    }
+
     /// Mail hosts for `domain` in the order to try them: by MX preference, hosts of equal preference in
     /// random order (spreading load, RFC 5321 §5.1), each with its addresses; hosts without an address
     /// are left out. A domain without MX records is its own mail host (implicit MX). `domain` may be a
@@ -330,7 +336,7 @@ fn literal_address(inner: &str) -> Option<IpAddr> {
 
 /// The fully qualified DNS name of a normalised domain (IDNs to punycode); a name DNS cannot hold is
 /// [`RouteError::NxDomain`].
-fn fqdn(domain: &str) -> Result<Name, RouteError> {
+pub(crate) fn fqdn(domain: &str) -> Result<Name, RouteError> {
     let parsed = if domain.is_ascii() {
         Name::from_ascii(domain)
     } else {
@@ -394,7 +400,7 @@ fn order_exchanges<R: Rng + ?Sized>(mut exchanges: Vec<(u16, String)>, rng: &mut
 
 /// How a failed lookup ended.
 #[derive(Debug, PartialEq, Eq)]
-enum Failure {
+pub(crate) enum Failure {
     /// NXDOMAIN: the name does not exist.
     NxDomain,
     /// NOERROR without records of the asked type: the name exists.
@@ -404,7 +410,7 @@ enum Failure {
 }
 
 /// Sorts a hickory error into NXDOMAIN, NODATA and temporary failures.
-fn classify(err: &NetError) -> Failure {
+pub(crate) fn classify(err: &NetError) -> Failure {
     match err {
         NetError::Dns(DnsError::NoRecordsFound(NoRecords {
             response_code: ResponseCode::NXDomain,

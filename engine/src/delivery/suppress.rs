@@ -52,7 +52,9 @@ impl Delivery {
                 match spool.suppress(&tenant, entry) {
                     Ok(true) => added.push(address),
                     Ok(false) => {}
-                    Err(error) => tracing::error!(%error, %address, "cannot add a hard bounce to the suppression list"),
+                    Err(error) => {
+                        tracing::error!(%error, %address, "cannot add a hard bounce to the suppression list")
+                    }
                 }
             }
             added

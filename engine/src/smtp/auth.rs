@@ -60,6 +60,9 @@ struct Account {
     password_hash: String,
 }
 
+/// The tenant directory of a running server, replaced as a whole when the config is reloaded.
+pub type SharedTenants = Arc<arc_swap::ArcSwap<TenantDirectory>>;
+
 /// All tenants with their credentials, built from the config.
 #[derive(Debug)]
 pub struct TenantDirectory {

@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use super::auth::TenantDirectory;
+use super::auth::SharedTenants;
 use super::codec::{CommandFramer, Frame};
 use super::finish::Finisher;
 use super::headers::{self, TlsInfo};
@@ -28,7 +28,7 @@ const READ_CHUNK: usize = 16 * 1024;
 /// What every connection of a server shares.
 pub struct ConnectionContext {
     /// Tenants and credentials.
-    pub tenants: Arc<TenantDirectory>,
+    pub tenants: SharedTenants,
     /// AUTH failure lockout.
     pub throttle: Arc<Mutex<AuthThrottle>>,
     /// The durable queue.
@@ -274,7 +274,7 @@ impl Driver<'_> {
         if self.throttle_check(|throttle| throttle.check(ip, Instant::now())) {
             return AuthOutcome::LockedOut;
         }
-        let tenants = Arc::clone(&self.context.tenants);
+        let tenants = self.context.tenants.load_full();
         let verified =
             tokio::task::spawn_blocking(move || tenants.verify(&credentials.username, &credentials.password))
                 .await;
@@ -314,9 +314,8 @@ impl Driver<'_> {
         let first_id = message.id;
         let finisher = Arc::clone(&self.context.finisher);
         let shared = self.session.shared();
-        let finishing = tokio::task::spawn_blocking(move || {
-            finisher.finish(message, &tenant, || shared.ids.next_id())
-        });
+        let finishing =
+            tokio::task::spawn_blocking(move || finisher.finish(message, &tenant, || shared.ids.next_id()));
         let finished = match finishing.await {
             Ok(Ok(finished)) => finished,
             Ok(Err(refusal)) => return Step::Reply(refusal),

@@ -56,7 +56,12 @@ enum SigningPlan {
 
 impl Finisher {
     /// A finisher signing with `signer` as `dkim` says, with unsubscribe links from `tokens` / `links`.
-    pub fn new(signer: Signer, dkim: DkimConfig, tokens: Arc<UnsubscribeTokens>, links: UnsubscribeLinks) -> Finisher {
+    pub fn new(
+        signer: Signer,
+        dkim: DkimConfig,
+        tokens: Arc<UnsubscribeTokens>,
+        links: UnsubscribeLinks,
+    ) -> Finisher {
         Finisher {
             signer,
             dkim: ArcSwap::from_pointee(dkim),
@@ -97,7 +102,9 @@ impl Finisher {
                         break;
                     }
                 }
-                if !signed_any && tenant.dkim_missing_key.unwrap_or(dkim.missing_key) == MissingKeyAction::Reject {
+                if !signed_any
+                    && tenant.dkim_missing_key.unwrap_or(dkim.missing_key) == MissingKeyAction::Reject
+                {
                     return Err(unsigned_refusal("no_key", Some(&domain), tenant));
                 }
                 ((!signed_any).then_some("no_key"), Some(domain))
@@ -112,10 +119,13 @@ impl Finisher {
 
     /// Prepends the DKIM-Signature field(s); false when no selector had a key.
     fn sign(&self, message: &mut NewMessage, domain: &str, selectors: &[String]) -> Result<bool, Reply> {
-        let signed = self.signer.sign(&message.body, domain, selectors).map_err(|error| {
-            tracing::error!(%error, domain, "DKIM signing failed");
-            Reply::new(451, "4.3.0", "Error: DKIM signing failed, try again later")
-        })?;
+        let signed = self
+            .signer
+            .sign(&message.body, domain, selectors)
+            .map_err(|error| {
+                tracing::error!(%error, domain, "DKIM signing failed");
+                Reply::new(451, "4.3.0", "Error: DKIM signing failed, try again later")
+            })?;
         if signed.selectors.is_empty() {
             return Ok(false);
         }

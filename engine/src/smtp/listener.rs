@@ -187,7 +187,7 @@ impl SmtpServer {
             .relay_networks
             .iter()
             .any(|net| net.contains(&ip))
-            .then(|| self.context.tenants.relay_tenant());
+            .then(|| self.context.tenants.load().relay_tenant());
         let cleartext_auth = self.auth_cleartext_networks.iter().any(|net| net.contains(&ip));
         let session = Session::new(
             Arc::clone(&self.shared),

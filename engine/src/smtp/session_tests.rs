@@ -47,9 +47,7 @@ fn harness(ip: &str, relay: bool, tls_available: bool) -> Harness {
         ids: IdGenerator::new(),
         gauge: gauge.clone(),
     });
-    let relay_tenant = relay.then(|| {
-        Arc::new(Tenant::new(RELAY_TENANT, None))
-    });
+    let relay_tenant = relay.then(|| Arc::new(Tenant::new(RELAY_TENANT, None)));
     let ip: IpAddr = ip.parse().expect("ip");
     let peer = Peer {
         ip,
@@ -509,7 +507,10 @@ fn suppressed_recipients_are_refused_per_tenant() {
             ("EHLO x", "250"),
             ("AUTH PLAIN AGFjbWUAc2VjcmV0", "235"),
             ("MAIL FROM:<news@acme.example>", "250 2.1.0"),
-            ("RCPT TO:<gone@example.com>", "550 5.7.1 Recipient <gone@example.com> is on the suppression list of tenant acme (unsubscribe)"),
+            (
+                "RCPT TO:<gone@example.com>",
+                "550 5.7.1 Recipient <gone@example.com> is on the suppression list of tenant acme (unsubscribe)",
+            ),
             ("RCPT TO:<broken@example.com>", "451 4.3.0"),
             ("RCPT TO:<kept@example.com>", "250 2.1.5"),
             ("DATA", "354"),
