@@ -173,13 +173,13 @@ async fn unsubscribe(
     match blocking(move || spool.suppress(&tenant, entry)).await {
         Ok(added) => {
             if added {
-                state.events.emit(address_event(
+                state.events.emit(Event::about_address(
                     EventKind::Unsubscribe,
                     now,
                     &claims.tenant,
                     &claims.campaign,
                     &claims.recipient,
-                    SuppressionReason::Unsubscribe,
+                    SuppressionReason::Unsubscribe.as_str(),
                 ));
             }
             let body = format!(
@@ -305,40 +305,6 @@ fn percent_decode(text: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-/// An event about an address (not a stored message): `unsubscribe` or `suppression_added`.
-fn address_event(
-    kind: EventKind,
-    timestamp: u64,
-    tenant: &str,
-    campaign: &str,
-    address: &str,
-    reason: SuppressionReason,
-) -> Event {
-    let domain = address.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase());
-    Event {
-        kind,
-        timestamp,
-        id: None,
-        message_id: None,
-        tenant: tenant.to_string(),
-        campaign: campaign.to_string(),
-        sender: String::new(),
-        recipient: Some(address.to_string()),
-        domain,
-        mx: None,
-        source_ip: None,
-        client_ip: None,
-        attempt: None,
-        response: None,
-        class: None,
-        tls: None,
-        size: 0,
-        recipients: None,
-        delay_ms: None,
-        reason: Some(reason.as_str()),
-    }
 }
 
 /// Runs a blocking spool call off the async runtime.
@@ -579,13 +545,13 @@ async fn put_suppression(
         message: "address: removed by a concurrent request, retry".to_string(),
     })?;
     if added {
-        state.events.emit(address_event(
+        state.events.emit(Event::about_address(
             EventKind::SuppressionAdded,
             now,
             &tenant,
             entry.campaign.as_deref().unwrap_or(""),
             &entry.address,
-            entry.reason,
+            entry.reason.as_str(),
         ));
     }
     let status = if added {

@@ -118,6 +118,40 @@ pub struct Event {
 }
 
 impl Event {
+    /// An event about an address rather than a stored message (`id` null): `suppressed`,
+    /// `unsubscribe`, `suppression_added`. Callers fill in what else they know.
+    pub fn about_address(
+        kind: EventKind,
+        timestamp: u64,
+        tenant: &str,
+        campaign: &str,
+        address: &str,
+        reason: &'static str,
+    ) -> Event {
+        Event {
+            kind,
+            timestamp,
+            id: None,
+            message_id: None,
+            tenant: tenant.to_owned(),
+            campaign: campaign.to_owned(),
+            sender: String::new(),
+            recipient: Some(address.to_owned()),
+            domain: address.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()),
+            mx: None,
+            source_ip: None,
+            client_ip: None,
+            attempt: None,
+            response: None,
+            class: None,
+            tls: None,
+            size: 0,
+            recipients: None,
+            delay_ms: None,
+            reason: Some(reason),
+        }
+    }
+
     /// The JSON line of this event (without the newline).
     pub fn to_json(&self) -> String {
         // Serialising plain data into a String cannot fail.

@@ -212,3 +212,32 @@ async fn missing_key_is_refused_when_configured() {
     );
     assert!(queued(&world.server.spool_path).is_empty(), "nothing was queued");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_cannot_sign_for_another_tenants_domain() {
+    let world = world(|config| config.tenant.push(penguin_tests::ACME.config())).await;
+    publish_key(&world, "default", Algorithm::Rsa);
+    let mut client = world.server.connect().await;
+    client.ehlo().await;
+    let auth = client
+        .cmd(&format!("AUTH PLAIN {}", penguin_tests::ACME.plain_response()))
+        .await;
+    assert_eq!(auth.code, 235, "{auth:?}");
+    // Envelope sender of acme, From header of the domain that has a key (not acme's).
+    let content = penguin_tests::simple_message(SENDER, "bob@dest.test", "spoofed From");
+    let reply = client
+        .send_message("news@acme.example", &["bob@dest.test"], &content)
+        .await;
+    assert_eq!(reply.code, 250, "{reply:?}");
+
+    let unsigned = world
+        .wait_events("dkim_unsigned", 1, |e| e["type"] == "dkim_unsigned")
+        .await;
+    assert_eq!(unsigned[0]["reason"], "foreign_domain");
+    assert_eq!(unsigned[0]["domain"], SENDER_DOMAIN);
+    let messages = delivered(&world, 1).await;
+    assert!(
+        signatures(&messages[0]).is_empty(),
+        "not signed with sender.test's key"
+    );
+}

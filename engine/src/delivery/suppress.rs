@@ -71,25 +71,16 @@ impl Delivery {
 /// The `suppression_added` event of an address suppressed after a hard bounce of message `id`.
 fn suppression_event(id: MessageId, envelope: &Envelope, address: String, now: u64) -> Event {
     Event {
-        kind: EventKind::SuppressionAdded,
-        timestamp: now,
         id: Some(id),
-        message_id: None,
-        tenant: envelope.tenant.clone(),
-        campaign: envelope.campaign.clone(),
         sender: envelope.sender.clone(),
-        domain: address.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()),
-        recipient: Some(address),
-        mx: None,
-        source_ip: None,
-        client_ip: None,
-        attempt: None,
-        response: None,
-        class: None,
-        tls: None,
         size: envelope.size,
-        recipients: None,
-        delay_ms: None,
-        reason: Some(SuppressionReason::HardBounce.as_str()),
+        ..Event::about_address(
+            EventKind::SuppressionAdded,
+            now,
+            &envelope.tenant,
+            &envelope.campaign,
+            &address,
+            SuppressionReason::HardBounce.as_str(),
+        )
     }
 }

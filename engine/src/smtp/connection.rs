@@ -384,33 +384,21 @@ fn reception_event(message: &NewMessage, tls: Option<TlsInfo>, client_ip: std::n
 /// The `suppressed` event of a refused RCPT TO.
 fn suppressed_event(suppressed: &SuppressedRecipient) -> Event {
     Event {
-        kind: EventKind::Suppressed,
-        timestamp: timefmt::unix_millis(SystemTime::now()),
-        id: None,
-        message_id: None,
-        tenant: suppressed.tenant.clone(),
-        campaign: String::new(),
         sender: suppressed.sender.clone(),
-        recipient: Some(suppressed.recipient.clone()),
-        domain: suppressed
-            .recipient
-            .rsplit_once('@')
-            .map(|(_, domain)| domain.to_ascii_lowercase()),
-        mx: None,
-        source_ip: None,
         client_ip: Some(suppressed.client_ip),
-        attempt: None,
         response: Some(EventResponse {
             code: suppressed.reply.code,
             enhanced: suppressed.reply.status.map(str::to_owned),
             text: suppressed.reply.lines.join(" "),
         }),
-        class: None,
-        tls: None,
-        size: 0,
-        recipients: None,
-        delay_ms: None,
-        reason: Some(suppressed.reason),
+        ..Event::about_address(
+            EventKind::Suppressed,
+            timefmt::unix_millis(SystemTime::now()),
+            &suppressed.tenant,
+            "",
+            &suppressed.recipient,
+            suppressed.reason,
+        )
     }
 }
 

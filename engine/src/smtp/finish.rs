@@ -86,35 +86,39 @@ impl Finisher {
     ) -> Result<Finished, Reply> {
         let dkim = self.dkim.load();
         let plan = signing_plan(&dkim, tenant, &message.body);
-        if let SigningPlan::Unsigned(reason, domain) = &plan
-            && tenant.dkim_missing_key.unwrap_or(dkim.missing_key) == MissingKeyAction::Reject
-        {
-            return Err(unsigned_refusal(reason, domain.as_deref(), tenant));
-        }
         let mut messages = self.with_unsubscribe(message, tenant, &mut next_id);
         let (unsigned, from_domain) = match plan {
             SigningPlan::Unsigned(reason, domain) => (Some(reason), domain),
             SigningPlan::Sign(domain, selectors) => {
-                let mut signed_any = true;
-                for message in &mut messages {
-                    signed_any = self.sign(message, &domain, &selectors)?;
-                    if !signed_any {
-                        break;
-                    }
-                }
-                if !signed_any
-                    && tenant.dkim_missing_key.unwrap_or(dkim.missing_key) == MissingKeyAction::Reject
-                {
-                    return Err(unsigned_refusal("no_key", Some(&domain), tenant));
-                }
-                ((!signed_any).then_some("no_key"), Some(domain))
+                let signed = self.sign_all(&mut messages, &domain, &selectors)?;
+                ((!signed).then_some("no_key"), Some(domain))
             }
         };
+        if let Some(reason) = unsigned
+            && tenant.dkim_missing_key.unwrap_or(dkim.missing_key) == MissingKeyAction::Reject
+        {
+            return Err(unsigned_refusal(reason, from_domain.as_deref(), tenant));
+        }
         Ok(Finished {
             messages,
             unsigned,
             from_domain,
         })
+    }
+
+    /// Signs every copy; false (nothing signed) when no selector of the domain has a key.
+    fn sign_all(
+        &self,
+        messages: &mut [NewMessage],
+        domain: &str,
+        selectors: &[String],
+    ) -> Result<bool, Reply> {
+        for message in messages.iter_mut() {
+            if !self.sign(message, domain, selectors)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Prepends the DKIM-Signature field(s); false when no selector had a key.
