@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
+use crate::dkim::DkimKeys;
 use crate::postfix::free_address;
 use crate::procfs;
 
@@ -16,6 +17,8 @@ pub struct Engine {
     child: Child,
     /// SMTP address.
     pub smtp: SocketAddr,
+    /// HTTP API address (`/metrics`).
+    api: SocketAddr,
     /// The spool and config directory (removed when the last owner drops it).
     dir: Option<EngineDir>,
 }
@@ -26,6 +29,8 @@ pub struct EngineDir {
     dir: tempfile::TempDir,
     /// SMTP address of its config.
     smtp: SocketAddr,
+    /// HTTP API address of its config.
+    api: SocketAddr,
 }
 
 /// The penguin-mta binary next to this benchmark binary (same target directory and profile).
@@ -44,8 +49,15 @@ pub fn default_binary() -> anyhow::Result<PathBuf> {
 impl Engine {
     /// Starts `binary serve` with a spool in a fresh directory under `spool_parent` (a real disk:
     /// fsync must cost what it costs in production), relaying for loopback clients. With `relay_to`
-    /// every message is delivered there (a sink); without it delivery is paused (intake only).
-    pub fn start(binary: &Path, spool_parent: &Path, relay_to: Option<SocketAddr>) -> anyhow::Result<Engine> {
+    /// every message is delivered there (a sink); without it delivery is paused (intake only). With
+    /// `dkim` it signs every message with those keys; without, its key directory is empty, so every
+    /// message goes out unsigned (with a `dkim_unsigned` event), as on a server without keys.
+    pub fn start(
+        binary: &Path,
+        spool_parent: &Path,
+        relay_to: Option<SocketAddr>,
+        dkim: Option<&DkimKeys>,
+    ) -> anyhow::Result<Engine> {
         let dir = tempfile::Builder::new()
             .prefix("penguin-bench-")
             .tempdir_in(spool_parent)?;
@@ -54,14 +66,21 @@ impl Engine {
             Some(sink) => format!("[delivery]\nrelay_host = \"{sink}\"\n"),
             None => "[delivery]\npaused = true\n".to_string(),
         };
+        let dkim = match dkim {
+            Some(keys) => keys.config(),
+            None => format!(
+                "[dkim]\nkey_dir = \"{}\"\n",
+                dir.path().join("no-dkim-keys").display()
+            ),
+        };
         let config = format!(
             "[smtp]\nlisten = [\"{smtp}\"]\nhostname = \"bench.test\"\nrelay_networks = [\"127.0.0.0/8\"]\n\
              max_connections_per_ip = 1000\n[spool]\npath = \"{}\"\nmin_free_space = \"0B\"\n[api]\nlisten = \"{api}\"\n\
-             {delivery}[log]\n",
+             {delivery}{dkim}[log]\n",
             dir.path().join("spool").display()
         );
         std::fs::write(dir.path().join("bench.toml"), config)?;
-        Ok(Engine::restart(binary, EngineDir { dir, smtp })?.0)
+        Ok(Engine::restart(binary, EngineDir { dir, smtp, api })?.0)
     }
 
     /// Starts the engine again on a stopped engine's directory; returns it with the time from spawn
@@ -80,6 +99,7 @@ impl Engine {
         let engine = Engine {
             child,
             smtp: dir.smtp,
+            api: dir.api,
             dir: Some(dir),
         };
         wait_until_greeting(engine.smtp, Duration::from_secs(300))?;
@@ -125,6 +145,29 @@ impl Engine {
     /// so this is the process's own time).
     pub fn cpu_seconds(&self) -> anyhow::Result<f64> {
         procfs::tree_cpu_seconds(self.pid())
+    }
+
+    /// The OpenMetrics text of its `GET /metrics` (HTTP/1.0 on loopback, bounded by a timeout).
+    pub fn metrics(&self) -> anyhow::Result<String> {
+        use std::io::{Read, Write};
+        let limit = Duration::from_secs(30);
+        let mut tcp = std::net::TcpStream::connect_timeout(&self.api, limit)
+            .with_context(|| format!("connecting to the API at {}", self.api))?;
+        tcp.set_read_timeout(Some(limit))?;
+        tcp.write_all(b"GET /metrics HTTP/1.0\r\nHost: bench\r\n\r\n")?;
+        let mut response = String::new();
+        tcp.read_to_string(&mut response)
+            .context("reading the /metrics response")?;
+        let (head, body) = response
+            .split_once("\r\n\r\n")
+            .context("a /metrics response without a header end")?;
+        if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
+            bail!(
+                "GET /metrics answered {}",
+                head.lines().next().unwrap_or_default()
+            );
+        }
+        Ok(body.to_owned())
     }
 
     /// Resident set size in bytes, from /proc.

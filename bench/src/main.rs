@@ -1,9 +1,13 @@
 //! `penguin-bench`: same-run comparisons of penguin-mta against the loopback ceiling (Postfix's
-//! smtp-source → smtp-sink) and against Postfix as a durable relay. A benchmark, not a test: it prints
-//! figures, it does not assert them (but it fails loudly when a scenario cannot run).
+//! smtp-source → smtp-sink) and against Postfix as a durable relay, and of DKIM-signing penguin-mta
+//! against one core's `openssl speed` signing rate. A benchmark, not a test: it prints figures, it does
+//! not assert them (but it fails loudly when a scenario cannot run or a DKIM run was not signed).
 
+mod capture;
+mod dkim;
 mod engine;
 mod load;
+mod openssl;
 mod postfix;
 mod postfix_relay;
 mod procfs;
@@ -42,8 +46,8 @@ enum Bench {
 /// Options of the comparison run.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
-    /// The smoke run: one workload, one round, small counts, no scale scenario; under a minute, and
-    /// RESULTS.md is not touched.
+    /// The smoke run: one workload, one round, small counts, one DKIM (RSA-2048) run, no scale
+    /// scenario; under a minute, and RESULTS.md is not touched.
     #[arg(long)]
     pub quick: bool,
     /// Interleaved rounds (medians are reported).

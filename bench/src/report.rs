@@ -23,7 +23,8 @@ pub use results_md::update_results_md;
 pub struct Figure {
     /// What was measured, e.g. "penguin-mta end to end (5 KiB, reuse, 1 rcpt)".
     pub scenario: String,
-    /// "ceiling" | "postfix" | "penguin": colours and grouping.
+    /// "ceiling" | "postfix" | "penguin" | "penguin-dkim-rsa" | "penguin-dkim-ed25519": colours and
+    /// grouping.
     pub kind: String,
     /// Messages per round.
     pub messages: u64,
@@ -35,6 +36,8 @@ pub struct Figure {
     pub ratio_to_ceiling: Option<f64>,
     /// msg/s divided by the same run's Postfix figure for the same scenario.
     pub ratio_to_postfix: Option<f64>,
+    /// msg/s divided by the same run's unsigned penguin-mta figure (the DKIM scenarios).
+    pub ratio_to_unsigned: Option<f64>,
     /// CPU seconds of the MTA's process tree per 1,000 messages.
     pub cpu_s_per_1000: Option<f64>,
     /// Median per-message latency, ms.
@@ -63,8 +66,8 @@ pub struct RunInfo {
 /// Placeholder of an absent value in the table.
 const NONE: &str = "—";
 
-/// The figures as a Markdown table (columns: scenario | msg/s | × ceiling | × Postfix | CPU s/1000 |
-/// p50 ms | p99 ms | peak RSS MiB), followed by a list of numbered footnotes for the figures with a note.
+/// The figures as a Markdown table (columns: scenario | msg/s | × ceiling | × Postfix | × unsigned |
+/// CPU s/1000 | p50 ms | p99 ms | peak RSS MiB), followed by a list of numbered footnotes for the figures with a note.
 pub fn render_table(figures: &[Figure]) -> String {
     fn cell(value: Option<f64>, decimals: usize) -> String {
         match value {
@@ -73,8 +76,8 @@ pub fn render_table(figures: &[Figure]) -> String {
         }
     }
     let mut out = String::from(
-        "| scenario | msg/s | × ceiling | × Postfix | CPU s/1000 | p50 ms | p99 ms | peak RSS MiB |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| scenario | msg/s | × ceiling | × Postfix | × unsigned | CPU s/1000 | p50 ms | p99 ms | peak RSS MiB |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     let mut notes = Vec::new();
     for figure in figures {
@@ -84,10 +87,11 @@ pub fn render_table(figures: &[Figure]) -> String {
             scenario.push_str(&format!(" [{}]", notes.len()));
         }
         out.push_str(&format!(
-            "| {scenario} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {scenario} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             format_rate(figure.msgs_per_sec),
             cell(figure.ratio_to_ceiling, 2),
             cell(figure.ratio_to_postfix, 2),
+            cell(figure.ratio_to_unsigned, 2),
             cell(figure.cpu_s_per_1000, 3),
             cell(figure.p50_ms, 2),
             cell(figure.p99_ms, 2),
@@ -167,6 +171,7 @@ pub(crate) mod tests {
             msgs_per_sec: rate,
             ratio_to_ceiling: None,
             ratio_to_postfix: None,
+            ratio_to_unsigned: None,
             cpu_s_per_1000: None,
             p50_ms: None,
             p99_ms: None,
@@ -217,28 +222,46 @@ pub(crate) mod tests {
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(
             lines[0],
-            "| scenario | msg/s | × ceiling | × Postfix | CPU s/1000 | p50 ms | p99 ms | peak RSS MiB |"
+            "| scenario | msg/s | × ceiling | × Postfix | × unsigned | CPU s/1000 | p50 ms | p99 ms | peak RSS MiB |"
         );
-        assert_eq!(lines[1], "|---|---:|---:|---:|---:|---:|---:|---:|");
+        assert_eq!(lines[1], "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
         assert_eq!(
             lines[2],
-            "| ceiling: smtp-source → smtp-sink | 28927 | 1.00 | — | — | — | — | — |"
+            "| ceiling: smtp-source → smtp-sink | 28927 | 1.00 | — | — | — | — | — | — |"
         );
         assert_eq!(
             lines[3],
-            "| Postfix relay \\| end to end [1] | 1776 | 0.06 | — | — | — | — | — |"
+            "| Postfix relay \\| end to end [1] | 1776 | 0.06 | — | — | — | — | — | — |"
         );
         assert_eq!(
             lines[4],
-            "| penguin-mta end to end (5 KiB, reuse, 1 rcpt) | 12027 | 0.42 | 6.77 | 0.083 | 0.58 | 1.46 | 94 |"
+            "| penguin-mta end to end (5 KiB, reuse, 1 rcpt) | 12027 | 0.42 | 6.77 | — | 0.083 | 0.58 | 1.46 | 94 |"
         );
         assert_eq!(lines[5], "");
         assert_eq!(lines[6], "- [1] queue_directory on the same disk");
         assert_eq!(lines.len(), 7);
         // Every row has the header's number of cells (escaped pipes do not count).
         for row in &lines[..5] {
-            assert_eq!(row.replace("\\|", "").matches('|').count(), 9, "{row}");
+            assert_eq!(row.replace("\\|", "").matches('|').count(), 10, "{row}");
         }
+    }
+
+    #[test]
+    fn a_dkim_row_shows_its_ratio_to_unsigned() {
+        let figure = Figure {
+            scenario: "penguin-mta + DKIM RSA-2048".into(),
+            kind: "penguin-dkim-rsa".into(),
+            ratio_to_postfix: Some(3.0),
+            ratio_to_unsigned: Some(0.254),
+            ..sample_figures()[2].clone()
+        };
+        let table = render_table(&[figure]);
+        assert!(
+            table.ends_with(
+                "| penguin-mta + DKIM RSA-2048 | 12027 | 0.42 | 3.00 | 0.25 | 0.083 | 0.58 | 1.46 | 94 |\n"
+            ),
+            "{table}"
+        );
     }
 
     #[test]

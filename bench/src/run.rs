@@ -1,5 +1,7 @@
-//! The comparison run: every workload through the ceiling, Postfix and penguin-mta, interleaved over
-//! rounds so each ratio compares figures taken seconds apart; then latency and scale; then the report.
+//! The comparison run: every workload through the ceiling, Postfix and penguin-mta (the headline
+//! workload also through penguin-mta DKIM-signing with RSA-2048 and Ed25519), interleaved over rounds so
+//! each ratio compares figures taken seconds apart, with one core's `openssl speed` signing rates
+//! measured in every round; then latency and scale; then the report.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -7,7 +9,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use crate::RunArgs;
+use crate::dkim::{self, KeySet, Signing};
 use crate::engine;
+use crate::openssl::{self, Crypto, Rates};
 use crate::postfix;
 use crate::report::{self, Figure, Progress, RunInfo};
 use crate::scenario::{self, Measurement, Mta, Scale, Setup, Workload};
@@ -40,7 +44,7 @@ const WORKLOADS: [Workload; 4] = [
     },
 ];
 
-/// The MTAs in the order each round runs them.
+/// The MTAs every workload runs through, in the order of each round.
 const MTAS: [Mta; 3] = [Mta::Ceiling, Mta::Postfix, Mta::Penguin];
 
 /// What a run does, derived from the arguments.
@@ -55,6 +59,14 @@ struct Plan {
     latency_messages: usize,
     /// Messages of the scale scenario (0 = none).
     scale_messages: usize,
+    /// The DKIM-signing scenarios of the headline workload.
+    signings: Vec<Signing>,
+    /// What `openssl speed` measures in every round.
+    crypto: Vec<Crypto>,
+    /// `openssl speed -seconds`.
+    speed_seconds: u32,
+    /// The MTAs whose time-to-250 is measured.
+    latency_mtas: Vec<Mta>,
 }
 
 impl Plan {
@@ -67,15 +79,36 @@ impl Plan {
                 messages: 2000,
                 latency_messages: 500,
                 scale_messages: 0,
+                signings: vec![Signing::Rsa],
+                crypto: vec![Crypto::Rsa2048],
+                speed_seconds: 1,
+                latency_mtas: vec![Mta::Postfix, Mta::Penguin],
             };
         }
+        let signings = vec![Signing::Rsa, Signing::Ed25519];
+        let mut latency_mtas = vec![Mta::Postfix, Mta::Penguin];
+        latency_mtas.extend(signings.iter().map(|signing| Mta::PenguinDkim(*signing)));
         Plan {
             workloads: WORKLOADS.to_vec(),
             rounds: args.rounds.max(1),
             messages: args.messages.max(100),
             latency_messages: (args.messages / 4).max(100),
             scale_messages: args.scale_messages,
+            signings,
+            crypto: vec![Crypto::Rsa2048, Crypto::Ed25519],
+            speed_seconds: 3,
+            latency_mtas,
         }
+    }
+
+    /// The MTAs of workload `index` in the order of each round: [`MTAS`], then for the headline
+    /// workload the DKIM-signing penguin-mta.
+    fn mtas(&self, index: usize) -> Vec<Mta> {
+        let mut mtas = MTAS.to_vec();
+        if index == 0 {
+            mtas.extend(self.signings.iter().map(|signing| Mta::PenguinDkim(*signing)));
+        }
+        mtas
     }
 
     /// Messages of one run: fewer for big messages (same bytes), a quarter for Postfix (it is slower).
@@ -90,13 +123,20 @@ impl Plan {
 
     /// Progress steps.
     fn steps(&self) -> usize {
-        self.rounds * self.workloads.len() * MTAS.len() + 2 + usize::from(self.scale_messages > 0)
+        let runs: usize = (0..self.workloads.len())
+            .map(|index| self.mtas(index).len())
+            .sum();
+        self.signings.len()
+            + self.rounds * (runs + self.crypto.len())
+            + self.latency_mtas.len()
+            + usize::from(self.scale_messages > 0)
     }
 }
 
 /// Runs the comparison and reports it.
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     postfix::check_tools()?;
+    openssl::check_tool()?;
     let binary = match &args.engine {
         Some(path) => path.clone(),
         None => engine::default_binary()?,
@@ -104,25 +144,24 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let plan = Plan::new(&args);
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let mut info = RunInfo::collect_with_spool(command, &args.spool_dir);
+    let keys = KeySet::generate(&args.spool_dir, &plan.signings)?;
     let setup = Setup {
         binary: &binary,
         work: &args.spool_dir,
         sessions: args.sessions,
+        keys: &keys,
     };
     let progress = Progress::new(plan.steps());
     if binary.components().any(|part| part.as_os_str() == "debug") {
         progress.println("note: penguin-mta is a debug build; its figures say nothing about its speed");
-        info.extra.push(("penguin-mta build".into(), "debug (figures not meaningful)".into()));
+        info.extra.push((
+            "penguin-mta build".into(),
+            "debug (figures not meaningful)".into(),
+        ));
     }
+    let probes = probe_signing(&plan, &setup, &progress)?;
     let samples = measure_rounds(&plan, &setup, &progress)?;
-    let runtime = tokio::runtime::Runtime::new()?;
-    let mut latencies = BTreeMap::new();
-    for mta in [Mta::Postfix, Mta::Penguin] {
-        progress.step(format!("time-to-250 of {}", mta.kind()));
-        let measured = scenario::latency(&setup, mta, plan.latency_messages, &runtime)
-            .with_context(|| format!("latency scenario of {}", mta.kind()))?;
-        latencies.insert(mta, measured);
-    }
+    let latencies = measure_latencies(&plan, &setup, &progress)?;
     let scale = match plan.scale_messages {
         0 => None,
         messages => {
@@ -131,23 +170,60 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     };
     progress.finish();
-    let figures = figures(&plan, &samples, &latencies);
+    let dkim = DkimFacts {
+        speeds: samples
+            .speeds
+            .iter()
+            .filter_map(|(crypto, rates)| Some((*crypto, median_rates(rates)?)))
+            .collect(),
+        seconds: plan.speed_seconds,
+        rounds: plan.rounds,
+        probes,
+    };
+    let figures = figures(&plan, &samples.runs, &latencies);
     let table = report::render_table(&figures);
-    let extra = extra_markdown(&figures, scale.as_ref(), &mut info);
+    let extra = extra_markdown(&figures, scale.as_ref(), &dkim, &mut info);
     println!("\n{table}\n{extra}");
     write_outputs(&args, &info, &figures, &table, &extra)
 }
 
-/// Every (workload, MTA) run of every round, interleaved.
-fn measure_rounds(
+/// Before the rounds: one probe message per signing algorithm, its signature verified (fails the run
+/// at once when penguin-mta does not sign as configured).
+fn probe_signing(
     plan: &Plan,
     setup: &Setup<'_>,
     progress: &Progress,
-) -> anyhow::Result<BTreeMap<(usize, Mta), Vec<Measurement>>> {
-    let mut samples: BTreeMap<(usize, Mta), Vec<Measurement>> = BTreeMap::new();
+) -> anyhow::Result<Vec<(Signing, String)>> {
+    let mut probes = Vec::new();
+    for signing in &plan.signings {
+        progress.step(format!(
+            "DKIM {}: probe message, signature check",
+            signing.label()
+        ));
+        let keys = setup.keys.get(*signing)?;
+        let verified = dkim::probe(setup, keys, WORKLOADS[0])
+            .with_context(|| format!("DKIM {} probe", signing.label()))?;
+        progress.println(format!("DKIM {}: {verified}", signing.label()));
+        probes.push((*signing, verified));
+    }
+    Ok(probes)
+}
+
+/// What the rounds measured.
+#[derive(Default)]
+struct Samples {
+    /// Every run of each (workload index, MTA).
+    runs: BTreeMap<(usize, Mta), Vec<Measurement>>,
+    /// Every `openssl speed` result of each algorithm.
+    speeds: BTreeMap<Crypto, Vec<Rates>>,
+}
+
+/// Every (workload, MTA) run of every round, interleaved, and one core's signing speed per round.
+fn measure_rounds(plan: &Plan, setup: &Setup<'_>, progress: &Progress) -> anyhow::Result<Samples> {
+    let mut samples = Samples::default();
     for round in 1..=plan.rounds {
         for (index, workload) in plan.workloads.iter().enumerate() {
-            for mta in MTAS {
+            for mta in plan.mtas(index) {
                 let messages = plan.count(mta, *workload);
                 progress.step(format!(
                     "round {round}/{}: {} — {} × {messages}",
@@ -158,7 +234,7 @@ fn measure_rounds(
                 let measured = scenario::measure(setup, mta, *workload, messages)
                     .with_context(|| format!("{} with {} (round {round})", mta.kind(), workload.label))?;
                 progress.println(format!(
-                    "round {round}: {:<8} {:<40} {:>8.0} msg/s  cpu {}",
+                    "round {round}: {:<20} {:<40} {:>8.0} msg/s  cpu {}",
                     mta.kind(),
                     workload.label,
                     measured.rate,
@@ -166,11 +242,44 @@ fn measure_rounds(
                         .cpu_per_1000
                         .map_or("—".to_string(), |cpu| format!("{cpu:.3} s/1000"))
                 ));
-                samples.entry((index, mta)).or_default().push(measured);
+                samples.runs.entry((index, mta)).or_default().push(measured);
             }
+        }
+        for crypto in &plan.crypto {
+            progress.step(format!(
+                "round {round}/{}: openssl speed -seconds {} {}",
+                plan.rounds,
+                plan.speed_seconds,
+                crypto.arg()
+            ));
+            let rates = openssl::speed(*crypto, plan.speed_seconds)?;
+            progress.println(format!(
+                "round {round}: openssl speed {:<8} {:>8.0} sign/s  {:>8.0} verify/s (one core)",
+                crypto.arg(),
+                rates.sign,
+                rates.verify
+            ));
+            samples.speeds.entry(*crypto).or_default().push(rates);
         }
     }
     Ok(samples)
+}
+
+/// Time-to-250 of every MTA of the plan's latency list.
+fn measure_latencies(
+    plan: &Plan,
+    setup: &Setup<'_>,
+    progress: &Progress,
+) -> anyhow::Result<BTreeMap<Mta, (f64, f64)>> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    let mut latencies = BTreeMap::new();
+    for mta in &plan.latency_mtas {
+        progress.step(format!("time-to-250 of {}", mta.kind()));
+        let measured = scenario::latency(setup, *mta, plan.latency_messages, &runtime)
+            .with_context(|| format!("latency scenario of {}", mta.kind()))?;
+        latencies.insert(*mta, measured);
+    }
+    Ok(latencies)
 }
 
 /// The median of one field over the rounds.
@@ -178,6 +287,14 @@ fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
     let mut values: Vec<f64> = values.collect();
     values.sort_by(|a, b| a.total_cmp(b));
     values.get(values.len() / 2).copied()
+}
+
+/// The medians of sign/s and verify/s over the rounds.
+fn median_rates(rates: &[Rates]) -> Option<Rates> {
+    Some(Rates {
+        sign: median(rates.iter().map(|rates| rates.sign))?,
+        verify: median(rates.iter().map(|rates| rates.verify))?,
+    })
 }
 
 /// One figure per (workload, MTA), medians over the rounds, with the ratios of the same workload.
@@ -194,7 +311,8 @@ fn figures(
     let mut figures = Vec::new();
     for (index, workload) in plan.workloads.iter().enumerate() {
         let (ceiling, postfix) = (rate(index, Mta::Ceiling), rate(index, Mta::Postfix));
-        for mta in MTAS {
+        let unsigned = rate(index, Mta::Penguin);
+        for mta in plan.mtas(index) {
             let Some(runs) = samples.get(&(index, mta)) else {
                 continue;
             };
@@ -204,6 +322,7 @@ fn figures(
             } else {
                 None
             };
+            let is_penguin = matches!(mta, Mta::Penguin | Mta::PenguinDkim(_));
             figures.push(Figure {
                 scenario: format!("{} ({})", scenario_name(mta), workload.label),
                 kind: mta.kind().to_string(),
@@ -211,7 +330,8 @@ fn figures(
                 rounds: runs.len(),
                 msgs_per_sec,
                 ratio_to_ceiling: ceiling.filter(|_| mta != Mta::Ceiling).map(|c| msgs_per_sec / c),
-                ratio_to_postfix: postfix.filter(|_| mta == Mta::Penguin).map(|p| msgs_per_sec / p),
+                ratio_to_postfix: postfix.filter(|_| is_penguin).map(|p| msgs_per_sec / p),
+                ratio_to_unsigned: unsigned.filter(|_| mta.signing().is_some()).map(|u| msgs_per_sec / u),
                 cpu_s_per_1000: median(runs.iter().filter_map(|m| m.cpu_per_1000)),
                 p50_ms: latency.map(|(p50, _)| p50),
                 p99_ms: latency.map(|(_, p99)| p99),
@@ -233,12 +353,18 @@ fn scenario_name(mta: Mta) -> &'static str {
         Mta::Ceiling => "ceiling: smtp-source → smtp-sink",
         Mta::Postfix => "Postfix relay: smtp-source → Postfix → smtp-sink",
         Mta::Penguin => "penguin-mta: smtp-source → penguin-mta → smtp-sink",
+        Mta::PenguinDkim(Signing::Rsa) => {
+            "penguin-mta + DKIM RSA-2048: smtp-source → penguin-mta → smtp-sink"
+        }
+        Mta::PenguinDkim(Signing::Ed25519) => {
+            "penguin-mta + DKIM Ed25519: smtp-source → penguin-mta → smtp-sink"
+        }
     }
 }
 
 #[path = "run_report.rs"]
 mod run_report;
-use run_report::{extra_markdown, write_outputs};
+use run_report::{DkimFacts, extra_markdown, write_outputs};
 
 /// Default output directory of a run.
 fn out_dir(args: &RunArgs) -> anyhow::Result<PathBuf> {

@@ -1,7 +1,38 @@
-//! What a run writes: the scale figures, the goals of the issue against the measured figures, the
-//! JSON lines, the PNG and (full runs only) the generated section of RESULTS.md.
+//! What a run writes: the scale figures, the DKIM figures, the goals of the issues against the measured
+//! figures, the JSON lines, the PNG and (full runs only) the generated section of RESULTS.md.
 
-use super::{Figure, RunArgs, RunInfo, Scale, out_dir, report, scale_ratio};
+use std::collections::BTreeMap;
+
+use super::{Crypto, Figure, Rates, RunArgs, RunInfo, Scale, Signing, out_dir, report, scale_ratio};
+
+/// The DKIM goal: penguin-mta signing every message with RSA-2048 reaches at least this fraction of
+/// one core's RSA-2048 signing rate.
+const DKIM_RSA_GOAL: f64 = 0.35;
+
+/// The DKIM facts beside the table: one core's signing rates and what the probes verified.
+pub struct DkimFacts {
+    /// Median `openssl speed` rates per algorithm.
+    pub speeds: BTreeMap<Crypto, Rates>,
+    /// `openssl speed -seconds` of each measurement.
+    pub seconds: u32,
+    /// Rounds the medians were taken over.
+    pub rounds: usize,
+    /// What each signing probe verified.
+    pub probes: Vec<(Signing, String)>,
+}
+
+impl DkimFacts {
+    /// The figure of the DKIM scenario `signing` and its rate over one core's signing rate.
+    fn ratio<'a>(&self, figures: &'a [Figure], signing: Signing) -> Option<(&'a Figure, f64)> {
+        let crypto = match signing {
+            Signing::Rsa => Crypto::Rsa2048,
+            Signing::Ed25519 => Crypto::Ed25519,
+        };
+        let figure = headline(figures, super::Mta::PenguinDkim(signing).kind())?;
+        let sign = self.speeds.get(&crypto)?.sign;
+        Some((figure, figure.msgs_per_sec / sign))
+    }
+}
 
 /// One goal: what it says, the measured value, whether it is met.
 struct Goal {
@@ -18,8 +49,8 @@ fn headline<'a>(figures: &'a [Figure], kind: &str) -> Option<&'a Figure> {
     figures.iter().find(|figure| figure.kind == kind)
 }
 
-/// The goals of the benchmark issue, checked against this run.
-fn goals(figures: &[Figure], scale: Option<&Scale>) -> Vec<Goal> {
+/// The goals of the benchmark issues, checked against this run.
+fn goals(figures: &[Figure], scale: Option<&Scale>, dkim: &DkimFacts) -> Vec<Goal> {
     let penguin = headline(figures, "penguin");
     let postfix = headline(figures, "postfix");
     let value = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map_or("—".to_string(), f);
@@ -31,6 +62,7 @@ fn goals(figures: &[Figure], scale: Option<&Scale>) -> Vec<Goal> {
         .map(|(ours, theirs)| ours / theirs);
     let rss = scale.map(|s| s.rss_per_message);
     let recovery = scale.map(scale_ratio);
+    let dkim_rsa = dkim.ratio(figures, Signing::Rsa).map(|(_, ratio)| ratio);
     vec![
         Goal {
             text: "end to end ≥ 5× Postfix",
@@ -57,11 +89,21 @@ fn goals(figures: &[Figure], scale: Option<&Scale>) -> Vec<Goal> {
             measured: value(recovery, &|v| format!("{v:.2}")),
             met: recovery.map(|v| v >= 0.5),
         },
+        Goal {
+            text: "DKIM RSA e2e rate / one-core RSA-2048 sign rate ≥ 0.35",
+            measured: value(dkim_rsa, &|v| format!("{v:.2}")),
+            met: dkim_rsa.map(|v| v >= DKIM_RSA_GOAL),
+        },
     ]
 }
 
-/// The Markdown after the table: scale figures and the goals.
-pub fn extra_markdown(figures: &[Figure], scale: Option<&Scale>, info: &mut RunInfo) -> String {
+/// The Markdown after the table: scale figures, DKIM figures and the goals.
+pub fn extra_markdown(
+    figures: &[Figure],
+    scale: Option<&Scale>,
+    dkim: &DkimFacts,
+    info: &mut RunInfo,
+) -> String {
     let mut text = String::new();
     if let Some(scale) = scale {
         info.extra
@@ -90,8 +132,9 @@ pub fn extra_markdown(figures: &[Figure], scale: Option<&Scale>, info: &mut RunI
             scale_ratio(scale)
         ));
     }
+    text.push_str(&dkim_markdown(figures, dkim, info));
     text.push_str("| goal | measured | met |\n|---|---:|---|\n");
-    for goal in goals(figures, scale) {
+    for goal in goals(figures, scale, dkim) {
         let met = match goal.met {
             Some(true) => "yes",
             Some(false) => "**no**",
@@ -99,6 +142,64 @@ pub fn extra_markdown(figures: &[Figure], scale: Option<&Scale>, info: &mut RunI
         };
         text.push_str(&format!("| {} | {} | {met} |\n", goal.text, goal.measured));
     }
+    text
+}
+
+/// The DKIM paragraph (one core's signing rates, each DKIM scenario against them, what the probes
+/// verified); the rates and ratios also go into `info.extra` (JSON lines, RESULTS.md).
+fn dkim_markdown(figures: &[Figure], dkim: &DkimFacts, info: &mut RunInfo) -> String {
+    if dkim.speeds.is_empty() && dkim.probes.is_empty() {
+        return String::new();
+    }
+    let mut text = String::from("DKIM: ");
+    let mut rates = Vec::new();
+    for (crypto, speed) in &dkim.speeds {
+        let name = crypto.arg();
+        info.extra.push((
+            format!("openssl {name} sign/s (one core)"),
+            format!("{:.0}", speed.sign),
+        ));
+        info.extra.push((
+            format!("openssl {name} verify/s (one core)"),
+            format!("{:.0}", speed.verify),
+        ));
+        rates.push(format!("{:.0} {name} signatures", speed.sign));
+    }
+    text.push_str(&format!(
+        "one core makes {} per CPU-second (`openssl speed -seconds {} ALGORITHM`, median of {} round{}). ",
+        rates.join(" and "),
+        dkim.seconds,
+        dkim.rounds,
+        if dkim.rounds == 1 { "" } else { "s" }
+    ));
+    for (signing, _) in &dkim.probes {
+        let Some((figure, ratio)) = dkim.ratio(figures, *signing) else {
+            continue;
+        };
+        info.extra.push((
+            format!("DKIM {} e2e / one-core sign rate", signing.label()),
+            format!("{ratio:.3}"),
+        ));
+        text.push_str(&format!(
+            "penguin-mta signing every message with {}: {} msg/s = {ratio:.2} of one core's {} signing rate{}. ",
+            signing.label(),
+            report::format_rate(figure.msgs_per_sec),
+            signing.label(),
+            figure
+                .ratio_to_unsigned
+                .map_or(String::new(), |x| format!(", {x:.2}× unsigned penguin-mta"))
+        ));
+    }
+    let probes: Vec<String> = dkim
+        .probes
+        .iter()
+        .map(|(signing, verified)| format!("{}: {verified}", signing.label()))
+        .collect();
+    text.push_str(&format!(
+        "Signatures checked on a probe message through an engine with the same config: {}; after every \
+         DKIM run the engine under test counted no `dkim_unsigned` event.\n\n",
+        probes.join("; ")
+    ));
     text
 }
 

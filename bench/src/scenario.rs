@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use crate::dkim::{self, KeySet, Signing};
 use crate::engine::Engine;
 use crate::load::{self, LoadSpec};
 use crate::postfix::{self, CountingSink, SourceLoad};
@@ -37,6 +38,8 @@ pub enum Mta {
     Postfix,
     /// penguin-mta relaying to the sink.
     Penguin,
+    /// penguin-mta relaying to the sink, DKIM-signing every message at reception.
+    PenguinDkim(Signing),
 }
 
 impl Mta {
@@ -46,6 +49,16 @@ impl Mta {
             Mta::Ceiling => "ceiling",
             Mta::Postfix => "postfix",
             Mta::Penguin => "penguin",
+            Mta::PenguinDkim(Signing::Rsa) => "penguin-dkim-rsa",
+            Mta::PenguinDkim(Signing::Ed25519) => "penguin-dkim-ed25519",
+        }
+    }
+
+    /// The DKIM signing of a penguin-mta scenario.
+    pub fn signing(self) -> Option<Signing> {
+        match self {
+            Mta::PenguinDkim(signing) => Some(signing),
+            _ => None,
         }
     }
 }
@@ -69,6 +82,16 @@ pub struct Setup<'a> {
     pub work: &'a Path,
     /// Parallel sessions of the load.
     pub sessions: usize,
+    /// The DKIM keys of the signing scenarios.
+    pub keys: &'a KeySet,
+}
+
+impl Setup<'_> {
+    /// A fresh penguin-mta relaying to `relay_to` (or with delivery paused), signing as `mta` says.
+    fn engine(&self, mta: Mta, relay_to: Option<std::net::SocketAddr>) -> anyhow::Result<Engine> {
+        let keys = mta.signing().map(|signing| self.keys.get(signing)).transpose()?;
+        Engine::start(self.binary, self.work, relay_to, keys)
+    }
 }
 
 /// Runs `messages` of `workload` through `mta` into a fresh counting sink.
@@ -115,14 +138,15 @@ pub fn measure(
                 memory_mib: Some(memory),
             })
         }
-        Mta::Penguin => {
-            let engine = Engine::start(setup.binary, setup.work, Some(sink.address))?;
+        Mta::Penguin | Mta::PenguinDkim(_) => {
+            let engine = setup.engine(mta, Some(sink.address))?;
             let cpu_before = engine.cpu_seconds()?;
             sink.restart_clock();
             postfix::source(engine.smtp, load)?;
             let elapsed = sink.wait_for(messages as u64, RUN_LIMIT)?;
             let cpu = engine.cpu_seconds()? - cpu_before;
             let memory = procfs::peak_rss(engine.pid())? as f64 / MIB;
+            dkim::check_census(&engine, messages, mta.signing())?;
             Ok(Measurement {
                 rate: rate(messages, elapsed),
                 cpu_per_1000: Some(cpu * 1000.0 / messages as f64),
@@ -162,10 +186,11 @@ pub fn latency(
             relay.stop()?;
             result
         }
-        Mta::Penguin => {
-            let engine = Engine::start(setup.binary, setup.work, Some(sink.address))?;
+        Mta::Penguin | Mta::PenguinDkim(_) => {
+            let engine = setup.engine(mta, Some(sink.address))?;
             let result = run(engine.smtp)?;
             sink.wait_for(messages as u64, RUN_LIMIT)?;
+            dkim::check_census(&engine, messages, mta.signing())?;
             result
         }
     };
@@ -201,10 +226,10 @@ pub struct Scale {
 /// Queues `messages` small messages with delivery paused, then restarts penguin-mta on that spool:
 /// RSS per queued message and the restart time against a raw scan of the spool.
 pub fn scale(setup: &Setup<'_>, messages: usize) -> anyhow::Result<Scale> {
-    let empty = Engine::start(setup.binary, setup.work, None)?;
+    let empty = setup.engine(Mta::Penguin, None)?;
     let baseline = empty.rss_bytes()?;
     drop(empty);
-    let engine = Engine::start(setup.binary, setup.work, None)?;
+    let engine = setup.engine(Mta::Penguin, None)?;
     let load = SourceLoad {
         sessions: setup.sessions,
         messages,

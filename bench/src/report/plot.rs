@@ -90,12 +90,15 @@ pub(crate) struct LegendEntry {
     pub colour: Rgb,
 }
 
-/// The colour of a figure's kind ("ceiling", "postfix", "penguin"; anything else gets a fourth one).
+/// The colour of a figure's kind ("ceiling", "postfix", "penguin", the DKIM-signing penguin kinds in
+/// lighter blues; anything else gets one more).
 pub(crate) fn colour_of(kind: &str) -> Rgb {
     match kind.to_ascii_lowercase().as_str() {
         "ceiling" => (150, 150, 150),
         "postfix" => (222, 125, 44),
         "penguin" => (46, 110, 186),
+        "penguin-dkim-rsa" => (96, 158, 222),
+        "penguin-dkim-ed25519" => (150, 196, 240),
         _ => (128, 88, 168),
     }
 }
@@ -106,6 +109,8 @@ fn kind_label(kind: &str) -> String {
         "ceiling" => "loopback ceiling".to_owned(),
         "postfix" => "Postfix".to_owned(),
         "penguin" => "penguin-mta".to_owned(),
+        "penguin-dkim-rsa" => "penguin-mta + DKIM RSA-2048".to_owned(),
+        "penguin-dkim-ed25519" => "penguin-mta + DKIM Ed25519".to_owned(),
         _ => kind.to_owned(),
     }
 }
@@ -420,9 +425,17 @@ mod tests {
         let layout = layout_chart(&figures, "title");
         let labels: Vec<&str> = layout.legend.iter().map(|entry| entry.label.as_str()).collect();
         assert_eq!(labels, ["loopback ceiling", "Postfix", "penguin-mta"]);
-        let colours: std::collections::HashSet<Rgb> =
-            ["ceiling", "postfix", "penguin", "other"].map(colour_of).into();
-        assert_eq!(colours.len(), 4, "each kind has its own colour");
+        let colours: std::collections::HashSet<Rgb> = [
+            "ceiling",
+            "postfix",
+            "penguin",
+            "penguin-dkim-rsa",
+            "penguin-dkim-ed25519",
+            "other",
+        ]
+        .map(colour_of)
+        .into();
+        assert_eq!(colours.len(), 6, "each kind has its own colour");
         assert_eq!(layout.bars[3].value_label, "12027 msg/s");
         let ticks: Vec<&str> = layout.ticks.iter().map(|tick| tick.label.as_str()).collect();
         assert_eq!(ticks, ["0", "5k", "10k", "15k", "20k", "25k", "30k"]);
