@@ -45,6 +45,10 @@ pub struct ApiState {
     pub tenants: Arc<ArcSwap<HashSet<String>>>,
     /// Reloads the config file for `POST /reload`; `None` when the server has none to reload.
     pub reloader: Option<Arc<crate::reload::Reloader>>,
+    /// The running config (DNS servers, key directory, EHLO name and egress IP for domain checks).
+    pub config: Arc<ArcSwap<penguin_config::Config>>,
+    /// The config file, quoted in the commands domain checks suggest.
+    pub config_path: Option<std::path::PathBuf>,
 }
 
 /// The tenant names the management API accepts: every configured tenant and `default`.
@@ -67,6 +71,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/reload", post(reload))
+        .route("/domains/{domain}/check", get(check_domain))
         .route("/u/{token}", get(unsubscribe_page).post(unsubscribe))
         .route("/tenants/{tenant}/suppressions", get(list_suppressions))
         .route(
@@ -101,6 +106,45 @@ async fn reload(State(state): State<Arc<ApiState>>) -> Response {
     };
     crate::server::log_reload(outcome);
     answer
+}
+
+/// `GET /domains/{domain}/check?selector=S&ip=IP` (both repeatable, both optional): the
+/// `check-domain` report, `{"domain", "checks": [{"name", "status", "detail", "fix"}]}`, with the
+/// running config's DNS servers, keys, EHLO name and egress IP. 400 for a bad domain or IP.
+async fn check_domain(
+    State(state): State<Arc<ApiState>>,
+    Path(domain): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    use crate::check_domain::{CheckError, CheckRequest};
+    let mut request = CheckRequest {
+        config_file: state.config_path.clone(),
+        ..CheckRequest::default()
+    };
+    for (key, value) in form_pairs(query.as_deref().unwrap_or("")) {
+        match key.as_str() {
+            "selector" => request.selectors.push(value),
+            "ip" => match value.parse() {
+                Ok(ip) => request.egress_ips.push(ip),
+                Err(_) => {
+                    let message = format!("ip: {value:?} is not an IP address");
+                    return error_response(StatusCode::BAD_REQUEST, message);
+                }
+            },
+            other => {
+                let message = format!("{other}: unknown parameter (use selector, ip)");
+                return error_response(StatusCode::BAD_REQUEST, message);
+            }
+        }
+    }
+    let config = state.config.load_full();
+    match crate::check_domain::check_domain(&config, &domain, &request).await {
+        Ok(report) => Json(report).into_response(),
+        Err(error @ CheckError::InvalidDomain(_)) => {
+            error_response(StatusCode::BAD_REQUEST, format!("domain: {error}"))
+        }
+        Err(error) => error_response(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()),
+    }
 }
 
 /// `GET /healthz`: 200 with the queue depth while the server runs.

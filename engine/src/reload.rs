@@ -49,15 +49,17 @@ pub struct Reloader {
     tenants: SharedTenants,
     /// Tenant names the HTTP API knows.
     tenant_names: Arc<ArcSwap<HashSet<String>>>,
-    /// The config currently applied (to tell what else changed).
-    running: Mutex<Config>,
+    /// The config currently applied (to tell what else changed; the API reads it too).
+    running: Arc<ArcSwap<Config>>,
+    /// One reload at a time (SIGHUP and `POST /reload` may race).
+    reloading: Mutex<()>,
 }
 
 impl Reloader {
-    /// A reloader for a server started from `config` (read from `path`, if any).
+    /// A reloader for a server running `config` (read from `path`, if any).
     pub fn new(
         path: Option<PathBuf>,
-        config: &Config,
+        config: Arc<ArcSwap<Config>>,
         finisher: Arc<Finisher>,
         tenants: SharedTenants,
         tenant_names: Arc<ArcSwap<HashSet<String>>>,
@@ -67,7 +69,8 @@ impl Reloader {
             finisher,
             tenants,
             tenant_names,
-            running: Mutex::new(config.clone()),
+            running: config,
+            reloading: Mutex::new(()),
         }
     }
 
@@ -88,14 +91,14 @@ impl Reloader {
 
     /// Applies `[dkim]` and `[[tenant]]` of `config`; returns the other settings that changed.
     fn apply(&self, config: Config) -> Vec<String> {
-        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
-        let restart_needed = needs_restart(&running, &config);
+        let _one_at_a_time = self.reloading.lock().unwrap_or_else(PoisonError::into_inner);
+        let restart_needed = needs_restart(&self.running.load(), &config);
         self.finisher.reload(config.dkim.clone());
         self.tenants
             .store(Arc::new(TenantDirectory::from_config(&config)));
         self.tenant_names
             .store(Arc::new(crate::api::tenant_names(&config)));
-        *running = config;
+        self.running.store(Arc::new(config));
         restart_needed
     }
 }

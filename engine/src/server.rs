@@ -24,7 +24,7 @@ use crate::smtp::session::{SessionParams, SessionShared, SpoolGauge};
 use crate::tls::{self, TlsSetupError};
 use crate::unsubscribe::UnsubscribeTokens;
 use arc_swap::ArcSwap;
-use penguin_dkim::{KeyStore, Signer};
+use penguin_dkim::KeyStore;
 use std::path::PathBuf;
 
 /// Most clients tracked by the AUTH lockout at once (bounded memory under a spray of addresses).
@@ -158,9 +158,10 @@ pub async fn serve_with_reload(
     let finisher = Arc::new(finisher(&config, &listeners, Arc::clone(&tokens))?);
     let tenants: SharedTenants = Arc::new(ArcSwap::from_pointee(TenantDirectory::from_config(&config)));
     let tenant_names = Arc::new(ArcSwap::from_pointee(api::tenant_names(&config)));
+    let running = Arc::new(ArcSwap::from_pointee(config.clone()));
     let reloader = Arc::new(Reloader::new(
-        config_path,
-        &config,
+        config_path.clone(),
+        Arc::clone(&running),
         Arc::clone(&finisher),
         Arc::clone(&tenants),
         Arc::clone(&tenant_names),
@@ -173,6 +174,8 @@ pub async fn serve_with_reload(
         tokens,
         tenants: tenant_names,
         reloader: Some(Arc::clone(&reloader)),
+        config: running,
+        config_path,
     };
     let services = ReceptionServices {
         events,
@@ -329,8 +332,8 @@ fn finisher(
         base_url,
         mailto: config.unsubscribe.mailto.clone(),
     };
-    let signer = Signer::new(Arc::new(KeyStore::new(&config.dkim.key_dir)));
-    Ok(Finisher::new(signer, config.dkim.clone(), tokens, links))
+    let store = Arc::new(KeyStore::new(&config.dkim.key_dir));
+    Ok(Finisher::new(store, config.dkim.clone(), tokens, links))
 }
 
 /// What reception shares with the rest of the server.

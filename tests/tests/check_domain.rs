@@ -493,3 +493,33 @@ async fn the_binary_prints_a_line_per_check_and_sets_the_exit_code() {
     let (code, _) = run_binary(&config_file, &["--ip", "not-an-ip"]).await;
     assert_eq!(code, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_api_serves_the_same_report() {
+    let setup = Setup::without(&[Part::Dmarc]).await;
+    let mut config = setup.config.clone();
+    config.delivery.source_ip = None;
+    let server = penguin_tests::TestServer::start(config).await;
+
+    let path = format!("/domains/{DOMAIN}/check?selector={SELECTOR}&ip=192.0.2.5");
+    let (status, body) = server.http_get(&path).await;
+    assert_eq!(status, 200, "{body}");
+    let report: DomainReport = serde_json::from_str(&body).expect("the JSON contract");
+    assert_eq!(report.domain, DOMAIN);
+    let dmarc = only_this(&report, CheckName::Dmarc, Status::Fail);
+    assert!(
+        fix(dmarc).contains("_dmarc.shop.test. IN TXT \"v=DMARC1; p=none"),
+        "{dmarc:?}"
+    );
+    let raw: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(raw["checks"][0]["name"], "spf");
+    assert_eq!(raw["checks"][0]["status"], "pass");
+
+    let (status, body) = server.http_get(&format!("/domains/{DOMAIN}/check?ip=nope")).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("ip:"), "names the parameter: {body}");
+    let (status, body) = server.http_get("/domains/not_a..domain/check").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("domain:"), "{body}");
+    server.stop().await.expect("stops");
+}

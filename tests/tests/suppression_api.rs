@@ -289,6 +289,10 @@ impl InProcess {
                 "default".to_string(),
             ]))),
             reloader: None,
+            config: Arc::new(arc_swap::ArcSwap::from_pointee(
+                penguin_config::Config::embedded_default(),
+            )),
+            config_path: None,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("address");

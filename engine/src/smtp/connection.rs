@@ -13,7 +13,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::auth::SharedTenants;
 use super::codec::{CommandFramer, Frame};
-use super::finish::Finisher;
+use super::finish::{Finisher, Prepared};
 use super::headers::{self, TlsInfo};
 use super::listener::ConnectionSlot;
 use super::reply::{Reply, replies};
@@ -312,14 +312,22 @@ impl Driver<'_> {
             client_ip,
         } = accepted;
         let first_id = message.id;
-        let finisher = Arc::clone(&self.context.finisher);
         let shared = self.session.shared();
-        let finishing =
-            tokio::task::spawn_blocking(move || finisher.finish(message, &tenant, || shared.ids.next_id()));
-        let finished = match finishing.await {
-            Ok(Ok(finished)) => finished,
-            Ok(Err(refusal)) => return Step::Reply(refusal),
-            Err(_) => return Step::Reply(replies::spool_write_failed()),
+        let prepared = self
+            .context
+            .finisher
+            .prepare(message, &tenant, || shared.ids.next_id());
+        let finished = match prepared {
+            Ok(Prepared::Ready(finished)) => finished,
+            Ok(Prepared::Sign(job)) => {
+                let finisher = Arc::clone(&self.context.finisher);
+                match tokio::task::spawn_blocking(move || finisher.sign(job)).await {
+                    Ok(Ok(finished)) => finished,
+                    Ok(Err(refusal)) => return Step::Reply(refusal),
+                    Err(_) => return Step::Reply(replies::spool_write_failed()),
+                }
+            }
+            Err(refusal) => return Step::Reply(refusal),
         };
         let receptions: Vec<Event> = finished
             .messages

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use penguin_config::{DkimConfig, MissingKeyAction};
-use penguin_dkim::Signer;
+use penguin_dkim::{KeyStore, Signer};
 use penguin_queue::{MessageId, NewMessage};
 
 use super::auth::Tenant;
@@ -25,6 +25,8 @@ pub struct UnsubscribeLinks {
 
 /// Signs and adds unsubscribe headers; its DKIM settings are swapped on reload.
 pub struct Finisher {
+    /// Where the keys are (to check that one exists before going to a blocking thread).
+    store: Arc<KeyStore>,
     /// The key store's signer (keys cached, new key files picked up per message).
     signer: Signer,
     /// `[dkim]`: which selectors sign which domain, what to do without a key.
@@ -33,6 +35,30 @@ pub struct Finisher {
     tokens: Arc<UnsubscribeTokens>,
     /// Link targets.
     links: UnsubscribeLinks,
+}
+
+/// What `prepare` leaves to do.
+#[derive(Debug)]
+pub enum Prepared {
+    /// Nothing to sign: store these.
+    Ready(Finished),
+    /// Sign on a blocking thread ([`Finisher::sign`]).
+    Sign(SignJob),
+}
+
+/// Messages to sign for one domain.
+#[derive(Debug)]
+pub struct SignJob {
+    /// The copies to sign.
+    messages: Vec<NewMessage>,
+    /// `d=`.
+    domain: String,
+    /// Selectors that sign.
+    selectors: Vec<String>,
+    /// Refuse the message if no key signs after all.
+    refuse_unsigned: bool,
+    /// For the refusal text.
+    tenant: String,
 }
 
 /// The messages to store for one accepted message.
@@ -55,15 +81,17 @@ enum SigningPlan {
 }
 
 impl Finisher {
-    /// A finisher signing with `signer` as `dkim` says, with unsubscribe links from `tokens` / `links`.
+    /// A finisher signing with the keys of `store` as `dkim` says, with unsubscribe links from
+    /// `tokens` / `links`.
     pub fn new(
-        signer: Signer,
+        store: Arc<KeyStore>,
         dkim: DkimConfig,
         tokens: Arc<UnsubscribeTokens>,
         links: UnsubscribeLinks,
     ) -> Finisher {
         Finisher {
-            signer,
+            signer: Signer::new(Arc::clone(&store)),
+            store,
             dkim: ArcSwap::from_pointee(dkim),
             tokens,
             links,
@@ -75,34 +103,75 @@ impl Finisher {
         self.dkim.store(Arc::new(dkim));
     }
 
-    /// Adds unsubscribe headers (splitting per recipient) and signs. `Err` is the reply refusing the
-    /// message: 550 5.7.1 when it cannot be signed and the tenant wants that refused, 451 4.3.0 when a
-    /// key cannot be used.
-    pub fn finish(
+    /// The cheap part, fine on the async runtime: decides how to sign, adds unsubscribe headers
+    /// (splitting per recipient) and checks that a key file exists. `Prepared::Sign` must then go to
+    /// [`Finisher::sign`] on a blocking thread. `Err` is the reply refusing the message (550 5.7.1 when
+    /// it cannot be signed and the tenant wants such mail refused).
+    pub fn prepare(
         &self,
         message: NewMessage,
         tenant: &Tenant,
         mut next_id: impl FnMut() -> MessageId,
-    ) -> Result<Finished, Reply> {
+    ) -> Result<Prepared, Reply> {
         let dkim = self.dkim.load();
+        let refuse_unsigned = tenant.dkim_missing_key.unwrap_or(dkim.missing_key) == MissingKeyAction::Reject;
         let plan = signing_plan(&dkim, tenant, &message.body);
-        let mut messages = self.with_unsubscribe(message, tenant, &mut next_id);
-        let (unsigned, from_domain) = match plan {
-            SigningPlan::Unsigned(reason, domain) => (Some(reason), domain),
-            SigningPlan::Sign(domain, selectors) => {
-                let signed = self.sign_all(&mut messages, &domain, &selectors)?;
-                ((!signed).then_some("no_key"), Some(domain))
+        let plan = match plan {
+            SigningPlan::Sign(domain, selectors) if !self.has_key(&domain, &selectors) => {
+                SigningPlan::Unsigned("no_key", Some(domain))
             }
+            plan => plan,
         };
-        if let Some(reason) = unsigned
-            && tenant.dkim_missing_key.unwrap_or(dkim.missing_key) == MissingKeyAction::Reject
+        if let SigningPlan::Unsigned(reason, domain) = &plan
+            && refuse_unsigned
         {
-            return Err(unsigned_refusal(reason, from_domain.as_deref(), tenant));
+            return Err(unsigned_refusal(reason, domain.as_deref(), &tenant.name));
+        }
+        let messages = self.with_unsubscribe(message, tenant, &mut next_id);
+        Ok(match plan {
+            SigningPlan::Unsigned(reason, from_domain) => Prepared::Ready(Finished {
+                messages,
+                unsigned: Some(reason),
+                from_domain,
+            }),
+            SigningPlan::Sign(domain, selectors) => Prepared::Sign(SignJob {
+                messages,
+                domain,
+                selectors,
+                refuse_unsigned,
+                tenant: tenant.name.clone(),
+            }),
+        })
+    }
+
+    /// Signs the prepared messages (CPU-heavy: call it on a blocking thread). A key removed since
+    /// `prepare` makes the message unsigned (or refused, as the tenant wants); 451 4.3.0 when a key
+    /// cannot be used.
+    pub fn sign(&self, job: SignJob) -> Result<Finished, Reply> {
+        let SignJob {
+            mut messages,
+            domain,
+            selectors,
+            refuse_unsigned,
+            tenant,
+        } = job;
+        let signed = self.sign_all(&mut messages, &domain, &selectors)?;
+        if !signed && refuse_unsigned {
+            return Err(unsigned_refusal("no_key", Some(&domain), &tenant));
         }
         Ok(Finished {
             messages,
-            unsigned,
-            from_domain,
+            unsigned: (!signed).then_some("no_key"),
+            from_domain: Some(domain),
+        })
+    }
+
+    /// Whether a key file exists for one of the selectors (a `stat` each).
+    fn has_key(&self, domain: &str, selectors: &[String]) -> bool {
+        selectors.iter().any(|selector| {
+            self.store
+                .key_path(domain, selector)
+                .is_ok_and(|path| path.is_file())
         })
     }
 
@@ -114,7 +183,7 @@ impl Finisher {
         selectors: &[String],
     ) -> Result<bool, Reply> {
         for message in messages.iter_mut() {
-            if !self.sign(message, domain, selectors)? {
+            if !self.sign_one(message, domain, selectors)? {
                 return Ok(false);
             }
         }
@@ -122,7 +191,7 @@ impl Finisher {
     }
 
     /// Prepends the DKIM-Signature field(s); false when no selector had a key.
-    fn sign(&self, message: &mut NewMessage, domain: &str, selectors: &[String]) -> Result<bool, Reply> {
+    fn sign_one(&self, message: &mut NewMessage, domain: &str, selectors: &[String]) -> Result<bool, Reply> {
         let signed = self
             .signer
             .sign(&message.body, domain, selectors)
@@ -199,11 +268,10 @@ pub fn from_domain(body: &[u8]) -> Option<String> {
 }
 
 /// 550 5.7.1 for a message the tenant wants refused rather than sent unsigned.
-fn unsigned_refusal(reason: &str, domain: Option<&str>, tenant: &Tenant) -> Reply {
+fn unsigned_refusal(reason: &str, domain: Option<&str>, tenant: &str) -> Reply {
     let text = match (reason, domain) {
         ("foreign_domain", Some(domain)) => format!(
-            "Message rejected: From domain {domain} is not a sender domain of tenant {}, so it cannot be DKIM-signed",
-            tenant.name
+            "Message rejected: From domain {domain} is not a sender domain of tenant {tenant}, so it cannot be DKIM-signed"
         ),
         ("no_key", Some(domain)) => {
             format!("Message rejected: no DKIM key for From domain {domain} (penguin-mta dkim keygen)")
