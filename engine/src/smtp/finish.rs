@@ -258,9 +258,16 @@ fn signing_plan(dkim: &DkimConfig, tenant: &Tenant, body: &[u8]) -> SigningPlan 
     SigningPlan::Sign(domain, selectors)
 }
 
-/// The domain of the first address in the From header, lowercased.
+/// The domain of the first address in the From header, lowercased. Only that field is parsed (it
+/// runs for every message).
 pub fn from_domain(body: &[u8]) -> Option<String> {
-    let parsed = mail_parser::MessageParser::new().parse_headers(body)?;
+    let (name, value) =
+        headers::header_fields(body).find(|(name, _)| name.trim_ascii().eq_ignore_ascii_case(b"From"))?;
+    let mut field = Vec::with_capacity(name.len() + value.len() + 3);
+    field.extend_from_slice(b"From:");
+    field.extend_from_slice(value);
+    field.extend_from_slice(b"\r\n");
+    let parsed = mail_parser::MessageParser::new().parse_headers(&field)?;
     let address = parsed.from()?.first()?.address()?;
     let (_, domain) = address.rsplit_once('@')?;
     let domain = domain.trim().trim_end_matches('.').to_ascii_lowercase();
@@ -279,4 +286,49 @@ fn unsigned_refusal(reason: &str, domain: Option<&str>, tenant: &str) -> Reply {
         _ => "Message rejected: no From header domain to DKIM-sign for".to_owned(),
     };
     Reply::new(550, "5.7.1", text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::from_domain;
+
+    #[test]
+    fn the_from_domain_of_real_world_from_fields() {
+        let cases: [(&str, Option<&str>); 9] = [
+            ("From: alice@Example.COM\r\n\r\nbody", Some("example.com")),
+            (
+                "Subject: x\r\nfrom: Alice <alice@example.com>\r\n\r\n",
+                Some("example.com"),
+            ),
+            (
+                "From: \"Doe, John\" <john@doe.example>\r\n\r\n",
+                Some("doe.example"),
+            ),
+            (
+                "From: \"a@b.example\" <real@real.example>\r\n\r\n",
+                Some("real.example"),
+            ),
+            (
+                "From: Alice\r\n <alice@folded.example>\r\nTo: x@y\r\n\r\n",
+                Some("folded.example"),
+            ),
+            (
+                "From: first@one.example, second@two.example\r\n\r\n",
+                Some("one.example"),
+            ),
+            (
+                "From: =?UTF-8?Q?J=C3=BCrgen?= <j@umlaut.example>\r\n\r\n",
+                Some("umlaut.example"),
+            ),
+            ("To: bob@example.com\r\n\r\nFrom: not@a-header.example\r\n", None),
+            ("From: undisclosed\r\n\r\n", None),
+        ];
+        for (message, expected) in cases {
+            assert_eq!(
+                from_domain(message.as_bytes()).as_deref(),
+                expected,
+                "{message:?}"
+            );
+        }
+    }
 }
