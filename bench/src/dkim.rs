@@ -5,20 +5,11 @@
 //! cryptographic pass), and after every measured run the engine's own counters must show no message
 //! sent unsigned.
 
-use std::borrow::Borrow;
-use std::collections::{BTreeMap, HashMap};
-use std::hash::Hash;
-use std::net::{IpAddr, Ipv4Addr};
+use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
-use mail_auth::common::crypto::Algorithm as SignatureAlgorithm;
-use mail_auth::common::parse::TxtRecordParser;
-use mail_auth::common::verify::DomainKey;
-use mail_auth::hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts};
-use mail_auth::{AuthenticatedMessage, DkimResult, MessageAuthenticator, Parameters, ResolverCache, Txt};
 use penguin_dkim::{Algorithm, DnsRecord, KeyStore};
 
 use crate::capture::CaptureServer;
@@ -47,14 +38,6 @@ impl Signing {
         match self {
             Signing::Rsa => Algorithm::Rsa,
             Signing::Ed25519 => Algorithm::Ed25519,
-        }
-    }
-
-    /// The signature algorithm a verifier must see.
-    fn signature_algorithm(self) -> SignatureAlgorithm {
-        match self {
-            Signing::Rsa => SignatureAlgorithm::RsaSha256,
-            Signing::Ed25519 => SignatureAlgorithm::Ed25519Sha256,
         }
     }
 
@@ -157,38 +140,28 @@ pub fn probe(setup: &Setup<'_>, keys: &DkimKeys, workload: Workload) -> anyhow::
 /// Checks the only DKIM signature of `message`: the expected algorithm, domain and selector, and a
 /// cryptographic pass against the public key of `keys`.
 async fn verify(message: &[u8], keys: &DkimKeys) -> anyhow::Result<String> {
-    let cache = TxtCache::with(&keys.record)?;
-    let parsed =
-        AuthenticatedMessage::parse(message).context("mail-auth cannot parse the delivered message")?;
-    let outputs = authenticator()?
-        .verify_dkim(Parameters::new(&parsed).with_txt_cache(&cache))
-        .await;
-    let [output] = outputs.as_slice() else {
+    let results = penguin_dkim::verify_offline(message, &[&keys.record]).await?;
+    let [result] = results.as_slice() else {
         bail!(
             "the delivered message has {} DKIM signatures, expected one ({} with selector {SELECTOR}): \
              penguin-mta did not sign it",
-            outputs.len(),
+            results.len(),
             keys.signing.tag()
         );
     };
-    let signature = output
-        .signature()
-        .context("a DKIM-Signature mail-auth could not parse")?;
     ensure!(
-        signature.a == keys.signing.signature_algorithm()
-            && signature.d == FROM_DOMAIN
-            && signature.s == SELECTOR,
-        "the delivered message is signed with {:?} d={} s={}, expected a={} d={FROM_DOMAIN} s={SELECTOR}",
-        signature.a,
-        signature.d,
-        signature.s,
+        result.algorithm == keys.signing.tag() && result.domain == FROM_DOMAIN && result.selector == SELECTOR,
+        "the delivered message is signed with a={} d={} s={}, expected a={} d={FROM_DOMAIN} s={SELECTOR}",
+        result.algorithm,
+        result.domain,
+        result.selector,
         keys.signing.tag()
     );
     ensure!(
-        *output.result() == DkimResult::Pass,
-        "the {} signature does not verify: {:?}",
+        result.pass,
+        "the {} signature does not verify: {}",
         keys.signing.tag(),
-        output.result()
+        result.detail
     );
     Ok(format!(
         "a={} d={FROM_DOMAIN} s={SELECTOR}: verified (mail-auth: pass)",
@@ -240,66 +213,6 @@ fn metric_sum(metrics: &str, name: &str, label: &str) -> f64 {
         .sum()
 }
 
-/// The TXT records the verifier sees, by name (lowercase, trailing dot), as mail-auth caches them.
-struct TxtCache(Mutex<HashMap<Box<str>, Txt>>);
-
-impl ResolverCache<Box<str>, Txt> for TxtCache {
-    fn get<Q>(&self, name: &Q) -> Option<Txt>
-    where
-        Box<str>: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(name)
-            .cloned()
-    }
-
-    fn remove<Q>(&self, name: &Q) -> Option<Txt>
-    where
-        Box<str>: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).remove(name)
-    }
-
-    fn insert(&self, key: Box<str>, value: Txt, _valid_until: Instant) {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(key, value);
-    }
-}
-
-impl TxtCache {
-    /// A cache holding `record`, parsed by mail-auth from its published text.
-    fn with(record: &DnsRecord) -> anyhow::Result<TxtCache> {
-        let text = record.txt_strings().concat();
-        let key = DomainKey::parse(text.as_bytes())
-            .map_err(|error| anyhow::anyhow!("mail-auth cannot parse the DKIM record {text:?}: {error}"))?;
-        let mut records = HashMap::new();
-        records.insert(
-            record.name().to_ascii_lowercase().into_boxed_str(),
-            Txt::DomainKey(Arc::new(key)),
-        );
-        Ok(TxtCache(Mutex::new(records)))
-    }
-}
-
-/// An authenticator whose resolver would ask a closed loopback port: the key must come from the
-/// cache, and a miss fails at once instead of reaching the Internet.
-fn authenticator() -> anyhow::Result<MessageAuthenticator> {
-    let mut udp = ConnectionConfig::udp();
-    udp.port = 9;
-    let server = NameServerConfig::new(IpAddr::V4(Ipv4Addr::LOCALHOST), true, vec![udp]);
-    let config = ResolverConfig::from_parts(None, Vec::new(), vec![server]);
-    let mut options = ResolverOpts::default();
-    options.timeout = Duration::from_millis(200);
-    options.attempts = 0;
-    MessageAuthenticator::new(config, options).map_err(|error| anyhow::anyhow!("DKIM verifier: {error}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -325,7 +238,7 @@ mod tests {
         let message = b"From: <bench@bench.example>\r\nTo: <sink@sink.example>\r\nSubject: x\r\n\r\nbody\r\n";
         for signing in [Signing::Rsa, Signing::Ed25519] {
             let keys = DkimKeys::generate(parent.path(), signing).expect("keys");
-            let signer = penguin_dkim::Signer::new(Arc::new(KeyStore::new(keys.dir.path())));
+            let signer = penguin_dkim::Signer::new(std::sync::Arc::new(KeyStore::new(keys.dir.path())));
             let signed = signer
                 .sign(message, FROM_DOMAIN, &[SELECTOR.to_owned()])
                 .expect("sign");

@@ -90,4 +90,7 @@ pub enum DkimError {
         /// The signing library's reason.
         reason: String,
     },
+    /// A message or record could not be read for verification.
+    #[error("DKIM verification: {0}")]
+    Verify(String),
 }

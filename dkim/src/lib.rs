@@ -13,14 +13,16 @@ mod names;
 mod record;
 mod signer;
 mod store;
+mod verify;
 
 use std::fmt;
 use std::str::FromStr;
 
 pub use error::DkimError;
-pub use record::DnsRecord;
+pub use record::{DnsRecord, txt_strings, txt_zone_line};
 pub use signer::{SIGNED_HEADERS, Signed, Signer};
 pub use store::KeyStore;
+pub use verify::{Verification, verify_offline};
 
 /// A DKIM key type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -33,24 +33,36 @@ impl DnsRecord {
     /// The value as TXT character-strings of at most 255 octets each (a 2048-bit RSA key needs two);
     /// verifiers concatenate them without separator.
     pub fn txt_strings(&self) -> Vec<String> {
-        let value = self.value();
-        let mut strings = Vec::new();
-        let mut current = String::new();
-        for c in value.chars() {
-            if current.len() + c.len_utf8() > MAX_TXT_STRING {
-                strings.push(std::mem::take(&mut current));
-            }
-            current.push(c);
-        }
-        strings.push(current);
-        strings
+        txt_strings(&self.value())
     }
 
     /// The record as a zone file line: `NAME IN TXT "chunk1" "chunk2"`, each character-string quoted.
     pub fn zone_line(&self) -> String {
-        let strings: Vec<String> = self.txt_strings().iter().map(|s| quote(s)).collect();
-        format!("{} IN TXT {}", self.name(), strings.join(" "))
+        txt_zone_line(&self.name(), &self.value())
     }
+}
+
+/// `text` as TXT character-strings of at most 255 octets, split at character boundaries (a record
+/// longer than that, such as a 2048-bit RSA key, needs several; receivers concatenate them).
+pub fn txt_strings(text: &str) -> Vec<String> {
+    let mut strings = Vec::new();
+    let mut current = String::new();
+    for c in text.chars() {
+        if current.len() + c.len_utf8() > MAX_TXT_STRING {
+            strings.push(std::mem::take(&mut current));
+        }
+        current.push(c);
+    }
+    strings.push(current);
+    strings
+}
+
+/// A zone file line publishing `text` as TXT at `owner` (a trailing dot is added when missing):
+/// `owner. IN TXT "…" "…"`, each character-string of [`txt_strings`] quoted.
+pub fn txt_zone_line(owner: &str, text: &str) -> String {
+    let owner = owner.trim_end_matches('.');
+    let strings: Vec<String> = txt_strings(text).iter().map(|s| quote(s)).collect();
+    format!("{owner}. IN TXT {}", strings.join(" "))
 }
 
 /// `text` as a zone file quoted string (`"` and `\` escaped; a DKIM record has neither).

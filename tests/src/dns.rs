@@ -243,7 +243,7 @@ impl TestDns {
 
     /// Adds a TXT record; text longer than 255 bytes is split into several strings, as DKIM keys are.
     pub fn add_txt(&self, name: &str, text: &str, ttl: u32) {
-        self.add(name, ttl, RData::TXT(TXT::new(txt_strings(text))));
+        self.add(name, ttl, RData::TXT(TXT::new(penguin_dkim::txt_strings(text))));
     }
 
     /// Adds one TXT record made of these character-strings (each at most 255 bytes), as a zone file
@@ -315,20 +315,6 @@ impl Drop for TestDns {
         // Stops the accept loops; dropping `server` (next) aborts whatever still runs.
         self.server.shutdown_token().cancel();
     }
-}
-
-/// `text` as TXT character-strings of at most 255 bytes, split at character boundaries.
-fn txt_strings(text: &str) -> Vec<String> {
-    let mut strings = Vec::new();
-    let mut current = String::new();
-    for c in text.chars() {
-        if current.len() + c.len_utf8() > 255 {
-            strings.push(std::mem::take(&mut current));
-        }
-        current.push(c);
-    }
-    strings.push(current);
-    strings
 }
 
 /// A UDP socket and a TCP listener on the same loopback port (a port free for UDP may be taken for

@@ -276,23 +276,10 @@ fn nonexistent(domain: &str) -> Vec<Check> {
     .collect()
 }
 
-/// A zone file line publishing `text` as TXT at `owner`: `owner. IN TXT "…" "…"`, the text split into
+/// A zone file line publishing `text` as TXT at `owner` (lowercased): `owner. IN TXT "…" "…"`,
 /// character-strings of at most 255 octets (receivers concatenate them).
 pub(crate) fn txt_line(owner: &str, text: &str) -> String {
-    let mut strings: Vec<String> = Vec::new();
-    let mut current = String::new();
-    for c in text.chars() {
-        if current.len() + c.len_utf8() > 255 {
-            strings.push(std::mem::take(&mut current));
-        }
-        current.push(c);
-    }
-    strings.push(current);
-    let quoted: Vec<String> = strings
-        .iter()
-        .map(|s| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"")))
-        .collect();
-    format!("{}. IN TXT {}", dns::normalise(owner), quoted.join(" "))
+    penguin_dkim::txt_zone_line(&dns::normalise(owner), text)
 }
 
 /// The fix of a check whose lookup failed: the name servers must answer.
