@@ -151,11 +151,18 @@ pub async fn serve_with_reload(
     let (events, event_log) = event_bus(&config, &metrics)?;
     let spool = open_spool(&config, &metrics).await?;
     let wakeup = Arc::new(Notify::new());
-    let delivery = delivery::setup::build(&config, &spool, &metrics, events.clone(), Arc::clone(&wakeup))
-        .map_err(|error| ServeError::Dns(error.to_string()))?;
-    let in_flight = delivery.in_flight();
     let tokens = Arc::new(crate::unsubscribe::load(&spool).await?);
     let finisher = Arc::new(finisher(&config, &listeners, Arc::clone(&tokens))?);
+    let delivery = delivery::setup::build(
+        &config,
+        &spool,
+        &metrics,
+        events.clone(),
+        Arc::clone(&wakeup),
+        Arc::clone(&finisher),
+    )
+    .map_err(|error| ServeError::Dns(error.to_string()))?;
+    let in_flight = delivery.in_flight();
     let tenants: SharedTenants = Arc::new(ArcSwap::from_pointee(TenantDirectory::from_config(&config)));
     let tenant_names = Arc::new(ArcSwap::from_pointee(api::tenant_names(&config)));
     let running = Arc::new(ArcSwap::from_pointee(config.clone()));

@@ -11,9 +11,14 @@ use penguin_tests::queued;
 
 /// Generates a key in the server's key directory and publishes its record in the test DNS.
 fn publish_key(world: &DeliveryWorld, selector: &str, algorithm: Algorithm) -> DnsRecord {
+    publish_key_for(world, SENDER_DOMAIN, selector, algorithm)
+}
+
+/// [`publish_key`] for another domain.
+fn publish_key_for(world: &DeliveryWorld, domain: &str, selector: &str, algorithm: Algorithm) -> DnsRecord {
     let store = KeyStore::new(world.dir.path().join("dkim"));
     let record = store
-        .generate(SENDER_DOMAIN, selector, algorithm)
+        .generate(domain, selector, algorithm)
         .unwrap_or_else(|e| panic!("keygen: {e}"));
     let strings = record.txt_strings();
     let strings: Vec<&str> = strings.iter().map(String::as_str).collect();
@@ -239,5 +244,24 @@ async fn a_tenant_cannot_sign_for_another_tenants_domain() {
     assert!(
         signatures(&messages[0]).is_empty(),
         "not signed with sender.test's key"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dsns_are_signed_for_the_host_name_domain() {
+    let world = world(|_| {}).await;
+    publish_key_for(&world, "mta.test", "default", Algorithm::Ed25519);
+    world.dns.add_mx("nullmx.test", 0, ".", 300);
+
+    world.send(&["bob@nullmx.test"]).await;
+    let dsn = world.sender_sink.wait_for(1).await.remove(0);
+
+    assert_eq!(dsn.mail_from, "", "a DSN");
+    let results = verify_dkim(world.dns.address, &dsn.data).await;
+    assert_eq!(results.len(), 1, "{results:?}");
+    assert!(results[0].2, "{results:?}");
+    assert_eq!(
+        (results[0].0.as_str(), results[0].1.as_str()),
+        ("mta.test", "default")
     );
 }

@@ -39,6 +39,7 @@ use self::dns::Resolver;
 use self::outcome::RecipientEvent;
 use self::pool::Pool;
 use crate::events::EventBus;
+use crate::smtp::finish::Finisher;
 use crate::timefmt;
 
 /// The campaign DSNs are queued under (their tenant is the original message's).
@@ -95,6 +96,8 @@ pub struct Delivery {
     ids: IdGenerator,
     /// Signalled when new mail was queued (deliver now instead of at the next tick).
     wakeup: Arc<Notify>,
+    /// DKIM-signs the DSNs (d= the hostname's domain, when it has a key).
+    finisher: Arc<Finisher>,
     /// Messages being delivered now (taken out of the index; still queued on disk).
     in_flight: Arc<AtomicUsize>,
 }
@@ -108,8 +111,10 @@ impl Delivery {
         pool: Pool,
         events: EventBus,
         wakeup: Arc<Notify>,
+        finisher: Arc<Finisher>,
     ) -> Delivery {
         Delivery {
+            finisher,
             settings,
             spool,
             resolver,
@@ -242,6 +247,14 @@ impl Delivery {
             id: dsn_id,
             envelope: dsn_envelope,
             body: content,
+        };
+        let finisher = Arc::clone(&self.finisher);
+        let message = match tokio::task::spawn_blocking(move || finisher.sign_own(message)).await {
+            Ok(message) => message,
+            Err(join) => {
+                tracing::error!(%id, %join, "signing the DSN failed; it is not queued");
+                return;
+            }
         };
         match self.spool.enqueue(message).await {
             Ok(()) => self.wakeup.notify_one(),

@@ -13,6 +13,7 @@ use super::pool::Pool;
 use super::{Delivery, DeliverySettings};
 use crate::events::EventBus;
 use crate::metrics::Metrics;
+use crate::smtp::finish::Finisher;
 
 /// The delivery settings of a config.
 pub fn settings(config: &Config) -> DeliverySettings {
@@ -62,6 +63,7 @@ pub fn build(
     metrics: &Arc<Metrics>,
     events: EventBus,
     wakeup: Arc<Notify>,
+    finisher: Arc<Finisher>,
 ) -> Result<Delivery, super::dns::ResolverError> {
     let dns = &config.dns;
     let resolver = Resolver::new(&dns.nameservers, dns.timeout.get(), dns.attempts)?;
@@ -80,5 +82,6 @@ pub fn build(
         pool,
         events,
         wakeup,
+        finisher,
     ))
 }

@@ -166,6 +166,20 @@ impl Finisher {
         })
     }
 
+    /// Signs a message this server writes itself (a DSN, From `MAILER-DAEMON@smtp.hostname`) with
+    /// d= its From domain when that domain has a key; otherwise (or if signing fails, which is logged)
+    /// returns it unchanged: such a message is never refused. Call it on a blocking thread.
+    pub fn sign_own(&self, mut message: NewMessage) -> NewMessage {
+        let Some(domain) = from_domain(&message.body) else {
+            return message;
+        };
+        let selectors = self.dkim.load().selectors_for(&domain).to_vec();
+        if self.has_key(&domain, &selectors) {
+            let _ = self.sign_one(&mut message, &domain, &selectors);
+        }
+        message
+    }
+
     /// Whether a key file exists for one of the selectors (a `stat` each).
     fn has_key(&self, domain: &str, selectors: &[String]) -> bool {
         selectors.iter().any(|selector| {
