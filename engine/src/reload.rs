@@ -121,10 +121,16 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
     check("unsubscribe", old.unsubscribe != new.unsubscribe);
     check("suppression", old.suppression != new.suppression);
     check("dkim.key_dir", old.dkim.key_dir != new.dkim.key_dir);
-    let dsn = |config: &Config| -> Vec<(String, bool)> {
-        config.tenant.iter().map(|t| (t.name.clone(), t.dsn)).collect()
+    // Delivery sends DSNs for every tenant it does not know as `dsn = false`.
+    let dsn_off = |config: &Config| -> Vec<String> {
+        config
+            .tenant
+            .iter()
+            .filter(|t| !t.dsn)
+            .map(|t| t.name.clone())
+            .collect()
     };
-    check("tenant.dsn", dsn(old) != dsn(new));
+    check("tenant.dsn", dsn_off(old) != dsn_off(new));
     changed
 }
 
