@@ -358,16 +358,10 @@ fn schedule_of(envelope: Envelope) -> Option<Schedule> {
 
 /// Encodes a new message for the writer (on the caller's thread, so encoding runs in parallel).
 fn insert_op(message: NewMessage) -> Op {
-    let envelope = codec::encode(&message.envelope);
-    Op::Insert {
-        id: message.id,
-        envelope,
-        body: message.body,
-        schedule: schedule_of(message.envelope),
-    }
+    Op::Insert(insertion(message))
 }
 
-/// Encodes one message of a multi-message enqueue (on the caller's thread).
+/// Encodes one new message (on the caller's thread).
 fn insertion(message: NewMessage) -> Insertion {
     let envelope = codec::encode(&message.envelope);
     Insertion {

@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use crossbeam_channel::Receiver;
-use rocksdb::{DB, WriteBatch, WriteOptions};
+use rocksdb::{AsColumnFamilyRef, DB, WriteBatch, WriteOptions};
 use tokio::sync::oneshot;
 
 use crate::db::{CF_BODIES, CF_ENVELOPES, cf};
@@ -32,7 +32,7 @@ pub(crate) struct Schedule {
     pub(crate) campaign: String,
 }
 
-/// One message of a multi-message insert ([`Op::InsertAll`]).
+/// One new message, encoded on the caller's thread ([`Op::Insert`], [`Op::InsertAll`]).
 pub(crate) struct Insertion {
     /// The message.
     pub(crate) id: MessageId,
@@ -44,19 +44,28 @@ pub(crate) struct Insertion {
     pub(crate) schedule: Option<Schedule>,
 }
 
+impl Insertion {
+    /// Bytes it adds to a batch (values plus keys).
+    fn bytes(&self) -> usize {
+        self.envelope.len() + self.body.len() + 24
+    }
+
+    /// Adds body and envelope to `write_batch` (the same batch: a message is never half stored).
+    fn put(
+        &self,
+        write_batch: &mut WriteBatch,
+        bodies: &impl AsColumnFamilyRef,
+        envelopes: &impl AsColumnFamilyRef,
+    ) {
+        write_batch.put_cf(bodies, self.id.as_bytes(), &self.body);
+        write_batch.put_cf(envelopes, self.id.as_bytes(), &self.envelope);
+    }
+}
+
 /// One change to the spool.
 pub(crate) enum Op {
     /// Store a new message: envelope and body together.
-    Insert {
-        /// The message.
-        id: MessageId,
-        /// The encoded envelope.
-        envelope: Vec<u8>,
-        /// The body.
-        body: Vec<u8>,
-        /// `None` when no recipient is queued.
-        schedule: Option<Schedule>,
-    },
+    Insert(Insertion),
     /// Replace the envelope of a stored message; with no queued recipient left, delete the message.
     Update {
         /// The message.
@@ -80,7 +89,7 @@ impl Op {
     fn messages(&self) -> usize {
         match self {
             Op::InsertAll(insertions) => insertions.len(),
-            Op::Insert { .. } | Op::Update { .. } | Op::Delete { .. } => 1,
+            Op::Insert(_) | Op::Update { .. } | Op::Delete { .. } => 1,
         }
     }
 
@@ -89,19 +98,16 @@ impl Op {
     /// fsync of their own: they ride on the next synced batch, and after a power loss before that
     /// the previous envelope comes back, so the message is retried (a duplicate, never a loss).
     fn needs_sync(&self) -> bool {
-        matches!(self, Op::Insert { .. } | Op::InsertAll(_))
+        matches!(self, Op::Insert(_) | Op::InsertAll(_))
     }
 
     /// Bytes this op adds to a batch (values plus keys).
     fn bytes(&self) -> usize {
         match self {
-            Op::Insert { envelope, body, .. } => envelope.len() + body.len() + 24,
+            Op::Insert(insertion) => insertion.bytes(),
             Op::Update { envelope, .. } => envelope.len() + 12,
             Op::Delete { .. } => 24,
-            Op::InsertAll(insertions) => insertions
-                .iter()
-                .map(|i| i.envelope.len() + i.body.len() + 24)
-                .sum(),
+            Op::InsertAll(insertions) => insertions.iter().map(Insertion::bytes).sum(),
         }
     }
 }
@@ -285,12 +291,9 @@ impl Writer {
         let mut exists: HashMap<MessageId, bool> = HashMap::new();
         for request in batch {
             match &request.op {
-                Op::Insert {
-                    id, envelope, body, ..
-                } => {
-                    write_batch.put_cf(bodies, id.as_bytes(), body);
-                    write_batch.put_cf(envelopes, id.as_bytes(), envelope);
-                    exists.insert(*id, true);
+                Op::Insert(insertion) => {
+                    insertion.put(&mut write_batch, bodies, envelopes);
+                    exists.insert(insertion.id, true);
                     outcomes.push(Ok(true));
                 }
                 Op::Update {
@@ -328,8 +331,7 @@ impl Writer {
                 }
                 Op::InsertAll(insertions) => {
                     for insertion in insertions {
-                        write_batch.put_cf(bodies, insertion.id.as_bytes(), &insertion.body);
-                        write_batch.put_cf(envelopes, insertion.id.as_bytes(), &insertion.envelope);
+                        insertion.put(&mut write_batch, bodies, envelopes);
                         exists.insert(insertion.id, true);
                     }
                     outcomes.push(Ok(true));
@@ -348,7 +350,10 @@ impl Writer {
                 continue;
             }
             match &request.op {
-                Op::Insert { id, schedule, .. } | Op::Update { id, schedule, .. } => {
+                Op::Insert(insertion) => {
+                    apply_schedule(&mut index, insertion.id, insertion.schedule.as_ref());
+                }
+                Op::Update { id, schedule, .. } => {
                     apply_schedule(&mut index, *id, schedule.as_ref());
                 }
                 Op::Delete { id } => {
