@@ -314,41 +314,9 @@ fn escape_html(text: &str) -> String {
 }
 
 /// `application/x-www-form-urlencoded` pairs (also query strings): `+` is a space, `%XX` a byte;
-/// malformed escapes are kept as they are.
+/// malformed escapes are kept as they are, invalid UTF-8 becomes U+FFFD.
 fn form_pairs(input: &str) -> Vec<(String, String)> {
-    input
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(key), percent_decode(value))
-        })
-        .collect()
-}
-
-/// Decodes `+` and `%XX`; invalid UTF-8 becomes U+FFFD.
-fn percent_decode(text: &str) -> String {
-    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = match bytes.get(i..i + 3) {
-            Some(&[b'%', high, low]) => hex(high).zip(hex(low)).map(|(h, l)| (h << 4) | l),
-            _ => None,
-        };
-        match (bytes[i], escaped) {
-            (_, Some(byte)) => {
-                out.push(byte);
-                i += 3;
-                continue;
-            }
-            (b'+', None) => out.push(b' '),
-            (byte, None) => out.push(byte),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    form_urlencoded::parse(input.as_bytes()).into_owned().collect()
 }
 
 /// Runs a blocking spool call off the async runtime.
@@ -662,7 +630,8 @@ mod tests {
             ("%FF", "\u{FFFD}"),
         ];
         for (input, expected) in cases {
-            assert_eq!(percent_decode(input), expected, "{input}");
+            let pairs = form_pairs(&format!("k={input}"));
+            assert_eq!(pairs, [("k".to_string(), expected.to_string())], "{input}");
         }
         assert_eq!(
             form_pairs("after=a%40b&limit=5&flag"),

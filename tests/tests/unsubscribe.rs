@@ -4,7 +4,7 @@
 
 use penguin_tests::delivery::*;
 use penguin_tests::sink::SinkBehaviour;
-use penguin_tests::{ACME, SmtpClient, http_request};
+use penguin_tests::{ACME, SmtpClient, http_request, metric_sample};
 
 /// A world routing `dest.test` to sink 0 with tenant acme (`list_unsubscribe` as given) and the
 /// relay tenant.
@@ -135,6 +135,15 @@ async fn one_click_post_suppresses_the_recipient() {
     let suppressed = world.wait_event("suppressed", "ann@dest.test").await;
     assert_eq!(suppressed["reason"], "unsubscribe");
     assert!(suppressed["id"].is_null());
+    let (_, metrics) = world.server.http_get("/metrics").await;
+    for kind in ["unsubscribe", "suppressed"] {
+        let series = format!("penguin_tenant_events_total{{tenant=\"acme\",type=\"{kind}\"}}");
+        assert_eq!(
+            metric_sample(&metrics, &series),
+            Some(1.0),
+            "{series} in\n{metrics}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
