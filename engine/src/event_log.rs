@@ -476,31 +476,9 @@ mod tests {
         log.flush();
         let lines = lines(&path);
         assert_eq!(lines.len(), 2);
-        let fields = [
-            "type",
-            "timestamp",
-            "id",
-            "message_id",
-            "tenant",
-            "campaign",
-            "sender",
-            "recipient",
-            "domain",
-            "mx",
-            "source_ip",
-            "client_ip",
-            "attempt",
-            "response",
-            "class",
-            "tls",
-            "size",
-            "recipients",
-            "delay_ms",
-            "reason",
-        ];
         let first: Value = serde_json::from_str(&lines[0]).unwrap();
         let object = first.as_object().expect("object");
-        for field in fields {
+        for field in crate::events::EVENT_FIELDS {
             assert!(object.contains_key(field), "missing {field}");
         }
         assert_eq!(first["type"], "delivery");

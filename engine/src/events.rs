@@ -15,6 +15,31 @@ use serde::Serialize;
 use crate::smtp::headers::TlsInfo;
 use crate::timefmt;
 
+/// Every field of an event's JSON object, in order: the contract above, checked by the event log's
+/// tests and the end-to-end tests.
+pub const EVENT_FIELDS: [&str; 20] = [
+    "type",
+    "timestamp",
+    "id",
+    "message_id",
+    "tenant",
+    "campaign",
+    "sender",
+    "recipient",
+    "domain",
+    "mx",
+    "source_ip",
+    "client_ip",
+    "attempt",
+    "response",
+    "class",
+    "tls",
+    "size",
+    "recipients",
+    "delay_ms",
+    "reason",
+];
+
 /// What happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]

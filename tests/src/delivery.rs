@@ -28,28 +28,7 @@ const SENDER_SINK_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 10);
 const EVENT_POLL: Duration = Duration::from_millis(20);
 
 /// Every field of an event line (the contract of `engine::events`).
-pub const EVENT_FIELDS: [&str; 20] = [
-    "type",
-    "timestamp",
-    "id",
-    "message_id",
-    "tenant",
-    "campaign",
-    "sender",
-    "recipient",
-    "domain",
-    "mx",
-    "source_ip",
-    "client_ip",
-    "attempt",
-    "response",
-    "class",
-    "tls",
-    "size",
-    "recipients",
-    "delay_ms",
-    "reason",
-];
+pub use penguin_mta::events::EVENT_FIELDS;
 
 /// The real server delivering by MX to sinks on loopback, with its DNS server and event log.
 pub struct DeliveryWorld {
