@@ -4,9 +4,14 @@
 pub mod auth_throttle;
 pub mod classify;
 pub mod retry;
+pub mod shaping;
 
 pub use auth_throttle::{AuthThrottle, AuthThrottleRule, ThrottleDecision};
 pub use classify::{
     BounceClass, NetworkFailure, Outcome, ReplyView, classify_network, classify_reply, parse_enhanced,
 };
 pub use retry::{RetryDecision, RetrySchedule};
+pub use shaping::{
+    Adaptive, AdaptiveSettings, Candidate, DeliveryKey, Gcra, ProviderTable, Rate, RateChange, RateWindow,
+    ReplyMatcher, Rule, RuleAction, RuleScope, SmoothWeighted, SuspensionScope, Trigger, TriggerCounter,
+};
