@@ -56,7 +56,9 @@ pub struct DeliveryConfig {
     /// Smarthost `"host:port"` (IP or DNS name): when set, every message goes there, without MX lookup.
     /// Default: none (deliver by MX).
     pub relay_host: Option<RelayHost>,
-    /// Local address outbound connections are made from. Default: none (the OS chooses).
+    /// Local address outbound connections are made from, when no `[[source]]` is configured (it is then
+    /// the `ip` of the implicit source `"default"`). Default: none (the OS chooses). With `[[source]]`,
+    /// give each source its address in `source[].ip` instead: setting both is an error.
     pub source_ip: Option<IpAddr>,
     /// Intervals between attempts after a temporary failure: the first retry waits the first interval,
     /// and so on; the last one then repeats. Each is varied by `retry_jitter_percent`. Default
@@ -67,13 +69,16 @@ pub struct DeliveryConfig {
     /// How long a message may stay queued; a recipient still undelivered then expires (DSN to the
     /// sender, event `expiration`). Default `"3d"`.
     pub max_age: HumanDuration,
-    /// Most recipients of one domain sent in one SMTP transaction. Default 50.
+    /// Most recipients of one domain sent in one SMTP transaction. Default 50. The fallback of
+    /// `shaping.max_recipients_per_transaction`, which takes precedence when set.
     pub max_recipients_per_transaction: usize,
-    /// Messages sent over one connection before it is closed. Default 100.
+    /// Messages sent over one connection before it is closed. Default 100. The fallback of
+    /// `shaping.max_deliveries_per_connection`, which takes precedence when set.
     pub max_messages_per_connection: usize,
     /// How long an idle outbound connection is kept for the next message to the same host. Default "5s".
     pub connection_idle_timeout: HumanDuration,
-    /// Most concurrent outbound connections to one remote host (IP). Default 10.
+    /// Most concurrent outbound connections per lane (source, site). Default 10. The fallback of
+    /// `shaping.max_connections`, which takes precedence when set.
     pub max_connections_per_host: usize,
     /// Most concurrent outbound connections in total. Default 500.
     pub max_connections: usize,

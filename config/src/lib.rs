@@ -1,15 +1,24 @@
 //! penguin-mta configuration: the TOML schema, human specs (`"25MB"`, `"1h30m"`), validation whose errors
-//! name the field path, and the embedded default config.
+//! name the field path, and the embedded default config. Egress sources, pools, providers and traffic
+//! shaping (`shaping.rs`, rates in `rate.rs`) come with pure resolution helpers on [`Config`]
+//! (`sources`, `pools`, `providers`, `lane_limits`, `provider_limits`, `tenant_pools`) that apply every
+//! default and fallback, so the engine never re-derives them.
 //!
 //! The only IO here is reading the config file ([`Config::load`]) and the system host name (the default
 //! for `smtp.hostname`).
 
 mod delivery;
 mod error;
+mod providers;
+mod rate;
+mod resolve;
 mod schema;
+mod shaping;
 mod signing;
 mod spec;
 mod validate;
+mod validate_rules;
+mod validate_shaping;
 
 use std::path::Path;
 
@@ -17,7 +26,14 @@ use serde::{Deserialize, Serialize};
 
 pub use delivery::{DeliveryConfig, DnsConfig, LogConfig, RelayHost, StartTls};
 pub use error::{ConfigError, ConfigErrors};
+pub use providers::{BUILTIN_PROVIDERS, OTHER_PROVIDER, builtin_providers};
+pub use rate::{Factor, MessageRate, RuleTrigger};
+pub use resolve::{EgressSource, LaneLimits, ProviderLimits};
 pub use schema::{ApiConfig, SmtpConfig, SpoolConfig, TenantConfig, TlsConfig, system_hostname};
+pub use shaping::{
+    DEFAULT_POOL, DEFAULT_REDUCE_FACTOR, DEFAULT_SOURCE, PoolConfig, PoolMember, ProviderConfig, RuleAction,
+    RuleScope, ShapingConfig, ShapingDomainConfig, ShapingProviderConfig, ShapingRuleConfig, SourceConfig,
+};
 pub use signing::{DkimConfig, DkimDomainConfig, MissingKeyAction, SuppressionConfig, UnsubscribeConfig};
 pub use spec::{ByteSize, HumanDuration};
 pub use validate::{RELAY_TENANT, check_domain};
@@ -55,6 +71,18 @@ pub struct Config {
     /// `[[tenant]]`: the accounts that may submit mail with SMTP AUTH. Default: none (then only
     /// `smtp.relay_networks` clients can send).
     pub tenant: Vec<TenantConfig>,
+    /// `[[source]]`: egress IP addresses. Default: none, which means one implicit source `"default"`
+    /// sending from `delivery.source_ip` (or the OS's choice), as before sources existed.
+    pub source: Vec<SourceConfig>,
+    /// `[[pool]]`: weighted groups of sources that tenants send through. Default: none (then the
+    /// implicit pool `"default"` holds every source with weight 1).
+    pub pool: Vec<PoolConfig>,
+    /// `[[provider]]`: providers added to, or replacing by name, the built-in list (`BUILTIN_PROVIDERS`).
+    /// Default: none.
+    pub provider: Vec<ProviderConfig>,
+    /// `[shaping]`: limits per lane, provider and domain, the closed loop and reply rules. Absent means
+    /// today's behaviour: the legacy `[delivery]` limits, no rates, closed loop and built-in rules on.
+    pub shaping: ShapingConfig,
 }
 
 impl Config {

@@ -194,6 +194,18 @@ pub struct TenantConfig {
     /// `[dkim]` setting applies).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dkim_missing_key: Option<crate::signing::MissingKeyAction>,
+    /// The pool (`[[pool]]` name) this tenant's mail leaves through unless a message picks another.
+    /// Default: none, meaning pool `"default"` (implicit unless defined: every source, weight 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
+    /// Further pools a message of this tenant may pick with the `X-Pool` header (its `pool` is always
+    /// allowed). Default `[]`: only `pool`.
+    #[serde(default)]
+    pub pools: Vec<String>,
+    /// Most messages of this tenant, all deliveries together, spread evenly: `"N/s"`, `"N/min"`, `"N/h"`,
+    /// `"N/d"`. Default: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_message_rate: Option<crate::rate::MessageRate>,
 }
 
 /// Serde default for flags that are on unless turned off.
@@ -212,6 +224,9 @@ impl fmt::Debug for TenantConfig {
             .field("dsn", &self.dsn)
             .field("list_unsubscribe", &self.list_unsubscribe)
             .field("dkim_missing_key", &self.dkim_missing_key)
+            .field("pool", &self.pool)
+            .field("pools", &self.pools)
+            .field("max_message_rate", &self.max_message_rate)
             .finish()
     }
 }

@@ -25,6 +25,7 @@ pub(crate) fn validate(config: &mut Config) -> Vec<ConfigError> {
         }
     }
     crate::signing::normalise(config);
+    crate::validate_shaping::normalise(config);
     let mut errors = Errors::default();
     validate_smtp(&config.smtp, &mut errors);
     validate_relay_networks(&config.smtp, &mut errors);
@@ -39,6 +40,8 @@ pub(crate) fn validate(config: &mut Config) -> Vec<ConfigError> {
     validate_tenants(&config.tenant, &mut errors);
     validate_delivery(config, &mut errors);
     crate::signing::validate(config, &mut errors);
+    crate::validate_shaping::validate(config, &mut errors);
+    crate::validate_rules::validate(config, &mut errors);
     errors.0
 }
 

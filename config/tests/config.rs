@@ -8,7 +8,9 @@ use std::time::Duration;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHasher, SaltString};
 use penguin_config::{
-    ApiConfig, ByteSize, Config, ConfigErrors, DEFAULT_CONFIG_TOML, HumanDuration, SmtpConfig, SpoolConfig,
+    ApiConfig, ByteSize, Config, ConfigErrors, DEFAULT_CONFIG_TOML, Factor, HumanDuration, MessageRate,
+    PoolConfig, PoolMember, ProviderConfig, RuleAction, RuleScope, RuleTrigger, ShapingConfig,
+    ShapingDomainConfig, ShapingProviderConfig, ShapingRuleConfig, SmtpConfig, SourceConfig, SpoolConfig,
     TenantConfig, TlsConfig,
 };
 
@@ -124,6 +126,15 @@ fn embedded_default_is_valid_and_has_documented_values() {
     assert_eq!(config.api, ApiConfig::default());
     assert!(config.tls.is_none());
     assert!(config.tenant.is_empty());
+    // The shaping section only spells out the defaults: the legacy [delivery] limits stay in force.
+    assert_eq!(config.shaping, ShapingConfig::default());
+    assert!(config.source.is_empty() && config.pool.is_empty() && config.provider.is_empty());
+    for (name, suffixes) in penguin_config::BUILTIN_PROVIDERS {
+        assert!(DEFAULT_CONFIG_TOML.contains(&format!(" {name} (")), "{name}");
+        for suffix in *suffixes {
+            assert!(DEFAULT_CONFIG_TOML.contains(suffix), "{suffix}");
+        }
+    }
 }
 
 #[test]
@@ -142,7 +153,11 @@ fn embedded_default_mentions_every_field() {
         dsn: true,
         list_unsubscribe: true,
         dkim_missing_key: Some(penguin_config::MissingKeyAction::Reject),
+        pool: Some("warm".into()),
+        pools: vec!["default".into()],
+        max_message_rate: Some(MessageRate::per_min(100)),
     });
+    add_every_shaping_field(&mut config);
     config.delivery.relay_host = Some("127.0.0.1:2526".parse().expect("relay host"));
     config.delivery.source_ip = Some("127.0.0.1".parse().expect("ip"));
     config.unsubscribe.base_url = Some("https://u.example".into());
@@ -170,6 +185,56 @@ fn embedded_default_mentions_every_field() {
             );
         }
     }
+}
+
+/// Every optional egress and shaping field set, for `embedded_default_mentions_every_field`.
+fn add_every_shaping_field(config: &mut Config) {
+    let rate = Some(MessageRate::per_sec(5));
+    config.source.push(SourceConfig {
+        name: "ip2".into(),
+        ip: "192.0.2.2".parse().expect("ip"),
+        ehlo_name: Some("mta2.example".into()),
+        max_message_rate: rate,
+    });
+    config.pool.push(PoolConfig {
+        name: "warm".into(),
+        sources: vec![PoolMember::new("ip2")],
+    });
+    config.provider.push(ProviderConfig {
+        name: "office365".into(),
+        mx_suffixes: vec![".mail.protection.outlook.com".into()],
+    });
+    let shaping = &mut config.shaping;
+    shaping.max_connections = Some(10);
+    shaping.max_message_rate = rate;
+    shaping.max_connection_rate = rate;
+    shaping.max_deliveries_per_connection = Some(100);
+    shaping.max_recipients_per_transaction = Some(50);
+    shaping.provider.push(ShapingProviderConfig {
+        provider: "google".into(),
+        max_connections: Some(5),
+        max_message_rate: rate,
+        max_connection_rate: rate,
+        max_deliveries_per_connection: Some(50),
+        max_recipients_per_transaction: Some(50),
+        provider_max_connections: Some(20),
+        provider_max_message_rate: rate,
+    });
+    shaping.domain.push(ShapingDomainConfig {
+        domain: "small.example".into(),
+        max_message_rate: MessageRate::per_min(10),
+    });
+    shaping.rule.push(ShapingRuleConfig {
+        name: Some("r".into()),
+        provider: Some("yahoo".into()),
+        r#match: Some("[TSS04]".into()),
+        regex: Some("TSS0[45]".into()),
+        action: RuleAction::Suspend,
+        duration: Some(HumanDuration::from_secs(60)),
+        factor: Some(Factor(0.5)),
+        trigger: RuleTrigger::Count(MessageRate::per_hour(2)),
+        scope: Some(RuleScope::Provider),
+    });
 }
 
 #[test]
