@@ -5,7 +5,7 @@ use super::*;
 use BounceClass::*;
 
 /// An enhanced status code as `ReplyView` carries it.
-type Enhanced = Option<Code>;
+pub(super) type Enhanced = Option<Code>;
 
 /// An enhanced status code: (class, subject, detail).
 type Code = (u8, u16, u16);
@@ -15,7 +15,7 @@ type Row = (&'static str, fn(BounceClass) -> Outcome, BounceClass);
 
 /// Splits a whole reply line ("550-5.1.1 text") the way the SMTP client hands it over: basic code,
 /// parsed enhanced code, and the text after both.
-fn split_line(line: &str) -> (u16, Enhanced, &str) {
+pub(super) fn split_line(line: &str) -> (u16, Enhanced, &str) {
     let code = line.get(..3).and_then(|code| code.parse().ok()).unwrap_or(0);
     let rest = line.get(4..).unwrap_or("");
     let enhanced = parse_enhanced(rest);
@@ -51,11 +51,12 @@ const GMAIL: &[Row] = &[
         t,
         MailboxFull,
     ),
+    // Sisimai (Google table): mailboxfull for 552 5.2.2 "is over quota", inactive or not; so says X.2.2.
     (
         "552-5.2.2 The email account that you tried to reach is over quota and inactive. Please direct \
          the recipient to https://support.google.com/mail/?p=OverQuotaPerm",
         p,
-        InactiveMailbox,
+        MailboxFull,
     ),
     (
         "550-5.2.1 The email account that you tried to reach is disabled. Learn more at \
@@ -114,17 +115,20 @@ const GMAIL: &[Row] = &[
         t,
         PolicyBlock,
     ),
+    // TLS required: a transport matter (Sisimai failedstarttls), no longer policy_block.
     (
         "421-4.7.0 TLS required for RCPT domain, closing connection.",
         t,
-        PolicyBlock,
+        ProtocolError,
     ),
     (
         "550-5.7.25 The IP address sending this message does not have a PTR record setup, or the \
          corresponding forward DNS entry does not point to the sending IP. As a policy, Gmail does not \
          accept messages from IPs with missing PTR records.",
         p,
-        AuthFailure,
+        // A missing PTR is the sending host's set-up refused by policy (Sisimai requireptr), not sender
+        // authentication: auth_failure would send the sender to its SPF/DKIM records.
+        PolicyBlock,
     ),
     (
         "550-5.7.1 This message does not have authentication information or fails to pass authentication \
@@ -176,11 +180,12 @@ const MICROSOFT: &[Row] = &[
         p,
         SpamBlock,
     ),
+    // A rate limit that says why is classed by why: Sisimai's Microsoft table gives badreputation.
     (
         "451 4.7.650 The mail server [192.0.2.1] has been temporarily rate limited due to IP reputation. \
          For e-mail delivery information, see https://postmaster.live.com (S775)",
         t,
-        RateLimited,
+        SpamBlock,
     ),
     (
         "550 5.4.1 Recipient address rejected: Access denied. AS(201806281) \
@@ -211,10 +216,11 @@ const MICROSOFT: &[Row] = &[
         p,
         AuthFailure,
     ),
+    // The recipient takes only authenticated senders: Sisimai securityerror, our auth_failure.
     (
         "550 5.7.1 RESOLVER.RST.AuthRequired; authentication required",
         p,
-        PolicyBlock,
+        AuthFailure,
     ),
     (
         "421 RP-001 (COL004-MC1F37) Unfortunately, some messages from 192.0.2.1 weren't sent. Please try \
@@ -302,11 +308,12 @@ const OTHER_PROVIDERS: &[Row] = &[
         p,
         PolicyBlock,
     ),
+    // Anti-spoofing is Mimecast's inbound policy, not an SPF/DKIM result (Sisimai: policyviolation).
     (
         "550 Rejected by header based Anti-Spoofing policy: someone@example.com - \
          https://community.mimecast.com/docs/DOC-1369#550",
         p,
-        AuthFailure,
+        PolicyBlock,
     ),
     (
         "550 Invalid Recipient - https://community.mimecast.com/docs/DOC-1369#550",
@@ -318,10 +325,12 @@ const OTHER_PROVIDERS: &[Row] = &[
         t,
         Other,
     ),
+    // Mimecast: "a signature was detected that could either be a virus, or a spam score over the maximum
+    // threshold"; Sisimai's Mimecast table gives virusdetected.
     (
         "554 Email rejected due to security policies - https://community.mimecast.com/docs/DOC-1369#554",
         p,
-        PolicyBlock,
+        ContentRejected,
     ),
     (
         "554 resimta-ch2-18v.sys.comcast.net resimta-ch2-18v.sys.comcast.net 192.0.2.1 found on one or \
@@ -344,10 +353,11 @@ const SERVERS: &[Row] = &[
         p,
         InvalidRecipient,
     ),
+    // Postfix's reject_unknown_client_hostname: a missing PTR (Sisimai requireptr), not authentication.
     (
         "450 4.7.1 Client host rejected: cannot find your hostname, [192.0.2.1]",
         t,
-        AuthFailure,
+        PolicyBlock,
     ),
     (
         "554 5.7.1 Service unavailable; Client host [192.0.2.1] blocked using zen.spamhaus.org; \
@@ -428,7 +438,8 @@ const SERVERS: &[Row] = &[
         p,
         InvalidRecipient,
     ),
-    ("451 4.7.1 Please try again later", t, RateLimited),
+    // "Try again later" alone is no rate limit (it ends most system-error replies); X.7.1 decides.
+    ("451 4.7.1 Please try again later", t, PolicyBlock),
     ("451 Temporary local problem - please try later", t, Other),
     (
         "421 Service not available, closing transmission channel",
@@ -517,7 +528,9 @@ fn enhanced_codes_alone_give_the_registry_class() {
         (2, 1, InactiveMailbox, InactiveMailbox),
         (2, 2, MailboxFull, MailboxFull),
         (2, 3, MessageTooLarge, MessageTooLarge),
+        (2, 4, Other, Other),
         (3, 4, MessageTooLarge, MessageTooLarge),
+        (3, 5, Other, Other),
         (4, 1, NetworkError, NetworkError),
         (4, 3, RoutingError, RoutingError),
         (4, 4, BadDomain, RoutingError),
@@ -531,10 +544,12 @@ fn enhanced_codes_alone_give_the_registry_class() {
         (6, 7, ProtocolError, ProtocolError),
         (7, 0, PolicyBlock, PolicyBlock),
         (7, 1, PolicyBlock, PolicyBlock),
+        (7, 4, ProtocolError, ProtocolError),
+        (7, 13, InactiveMailbox, InactiveMailbox),
         (7, 20, AuthFailure, AuthFailure),
         (7, 22, AuthFailure, AuthFailure),
         (7, 23, AuthFailure, AuthFailure),
-        (7, 25, AuthFailure, AuthFailure),
+        (7, 25, PolicyBlock, PolicyBlock),
         (7, 26, AuthFailure, AuthFailure),
         (7, 27, AuthFailure, AuthFailure),
         (7, 28, RateLimited, RateLimited),
@@ -560,12 +575,15 @@ fn enhanced_codes_alone_give_the_registry_class() {
 fn specific_codes_are_not_refined_by_incidental_words() {
     // (code, enhanced, text, expected): the words would pick another class under a generic code.
     let cases: &[(u16, Code, &str, Outcome)] = &[
+        // A temporary X.7.28 is a rate limit whatever the words (a permanent one is a block, which the
+        // words then tell: Sisimai gives blocked to Gmail's 550 5.7.28).
         (
-            550,
-            (5, 7, 28),
+            421,
+            (4, 7, 28),
             "[192.0.2.1] Our system has detected an unusual rate of unsolicited mail originating from your \
-             IP address. To protect our users from spam, mail sent from your IP address has been blocked.",
-            p(RateLimited),
+             IP address. To protect our users from spam, mail sent from your IP address has been temporarily \
+             rate limited.",
+            t(RateLimited),
         ),
         (
             550,
