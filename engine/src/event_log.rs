@@ -417,8 +417,6 @@ mod tests {
     /// A delivery event for recipient number `n` (fixed width, so all lines have the same length).
     fn event(n: usize) -> Event {
         Event {
-            kind: EventKind::Delivery,
-            timestamp: 1_795_638_425_042,
             id: Some(MessageId::from_parts(1_795_638_425_000_000, 7)),
             message_id: Some("m1@example.org".into()),
             tenant: "acme".into(),
@@ -428,22 +426,23 @@ mod tests {
             domain: Some("example.com".into()),
             mx: Some("mx1.example.com".into()),
             source_ip: Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10))),
-            client_ip: None,
             attempt: Some(1),
             response: Some(EventResponse {
                 code: 250,
                 enhanced: Some("2.0.0".into()),
                 text: "OK queued as 12345".into(),
             }),
-            class: None,
             tls: Some(TlsInfo {
                 version: "TLSv1.3".into(),
                 cipher: "TLS13_AES_256_GCM_SHA384".into(),
             }),
             size: 2048,
-            recipients: None,
             delay_ms: Some(1_500),
-            reason: None,
+            source: Some("ip2".into()),
+            pool: Some("warm".into()),
+            provider: Some("other".into()),
+            site: Some("mx1.example.com".into()),
+            ..Event::blank(EventKind::Delivery, 1_795_638_425_042)
         }
     }
 

@@ -4,8 +4,10 @@
 //! One JSON object per event (the `log.events` file) has every field below, `null` when it does not
 //! apply: `type`, `timestamp`, `id`, `message_id`, `tenant`, `campaign`, `sender`, `recipient`,
 //! `domain`, `mx`, `source_ip`, `client_ip`, `attempt`, `response` (`code`, `enhanced`, `text`),
-//! `class`, `tls`, `size`, `recipients`, `delay_ms`, `reason`. Those names are a contract for outside tooling.
+//! `class`, `tls`, `size`, `recipients`, `delay_ms`, `reason`, `source`, `pool`, `provider`, `site`,
+//! `scope`, `until`, `rate_before`, `rate_after`. Those names are a contract for outside tooling.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -17,7 +19,7 @@ use crate::timefmt;
 
 /// Every field of an event's JSON object, in order: the contract above, checked by the event log's
 /// tests and the end-to-end tests.
-pub const EVENT_FIELDS: [&str; 20] = [
+pub const EVENT_FIELDS: [&str; 28] = [
     "type",
     "timestamp",
     "id",
@@ -38,6 +40,14 @@ pub const EVENT_FIELDS: [&str; 20] = [
     "recipients",
     "delay_ms",
     "reason",
+    "source",
+    "pool",
+    "provider",
+    "site",
+    "scope",
+    "until",
+    "rate_before",
+    "rate_after",
 ];
 
 /// What happened.
@@ -62,6 +72,13 @@ pub enum EventKind {
     SuppressionAdded,
     /// Warning: a message was accepted and will be sent without a DKIM signature (`reason` says why).
     DkimUnsigned,
+    /// The closed loop or a rule changed a ready queue's message rate (`source`, `site`, `provider`,
+    /// `rate_before`, `rate_after` in messages per second, null = unlimited; `reason`).
+    ShapingAdjusted,
+    /// Sending stopped for a scope (`scope`, `until`, `reason`): a rule or the operator.
+    Suspended,
+    /// Sending resumed for a scope (`scope`; `reason`: `expired` or `deleted`).
+    Resumed,
 }
 
 impl EventKind {
@@ -77,6 +94,9 @@ impl EventKind {
             EventKind::Unsubscribe => "unsubscribe",
             EventKind::SuppressionAdded => "suppression_added",
             EventKind::DkimUnsigned => "dkim_unsigned",
+            EventKind::ShapingAdjusted => "shaping_adjusted",
+            EventKind::Suspended => "suspended",
+            EventKind::Resumed => "resumed",
         }
     }
 }
@@ -138,11 +158,64 @@ pub struct Event {
     /// Milliseconds from reception to this event (delivery latency for `delivery`).
     pub delay_ms: Option<u64>,
     /// Why (`suppressed`, `suppression_added`: the list entry's reason; `dkim_unsigned`: `no_key`,
-    /// `foreign_domain`, `no_from_domain`).
-    pub reason: Option<&'static str>,
+    /// `foreign_domain`, `no_from_domain`; `shaping_adjusted`, `suspended`, `resumed`: the reply, rule
+    /// or operator reason).
+    pub reason: Option<Cow<'static, str>>,
+    /// The egress source (name) a delivery attempt or a shaping change is about.
+    pub source: Option<Arc<str>>,
+    /// The IP pool the message was sent from.
+    pub pool: Option<Arc<str>>,
+    /// The destination's provider (`google`, `microsoft`, ..., `other`).
+    pub provider: Option<Arc<str>>,
+    /// The destination site (its MX host names, or the relay).
+    pub site: Option<Arc<str>>,
+    /// What a suspension covers: `{"tenant", "campaign", "domain", "provider", "source", "site"}`,
+    /// unset keys null.
+    pub scope: Option<serde_json::Value>,
+    /// When a suspension ends (unix milliseconds, serialised as RFC 3339).
+    #[serde(serialize_with = "serialize_optional_timestamp")]
+    pub until: Option<u64>,
+    /// A ready queue's message rate before a change, messages per second (null = unlimited).
+    pub rate_before: Option<f64>,
+    /// The rate after it.
+    pub rate_after: Option<f64>,
 }
 
 impl Event {
+    /// An event of `kind` at `timestamp` with every optional field empty; callers fill in the rest.
+    pub fn blank(kind: EventKind, timestamp: u64) -> Event {
+        Event {
+            kind,
+            timestamp,
+            id: None,
+            message_id: None,
+            tenant: String::new(),
+            campaign: String::new(),
+            sender: String::new(),
+            recipient: None,
+            domain: None,
+            mx: None,
+            source_ip: None,
+            client_ip: None,
+            attempt: None,
+            response: None,
+            class: None,
+            tls: None,
+            size: 0,
+            recipients: None,
+            delay_ms: None,
+            reason: None,
+            source: None,
+            pool: None,
+            provider: None,
+            site: None,
+            scope: None,
+            until: None,
+            rate_before: None,
+            rate_after: None,
+        }
+    }
+
     /// An event about an address rather than a stored message (`id` null): `suppressed`,
     /// `unsubscribe`, `suppression_added`. Callers fill in what else they know.
     pub fn about_address(
@@ -154,26 +227,12 @@ impl Event {
         reason: &'static str,
     ) -> Event {
         Event {
-            kind,
-            timestamp,
-            id: None,
-            message_id: None,
             tenant: tenant.to_owned(),
             campaign: campaign.to_owned(),
-            sender: String::new(),
             recipient: Some(address.to_owned()),
             domain: address.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()),
-            mx: None,
-            source_ip: None,
-            client_ip: None,
-            attempt: None,
-            response: None,
-            class: None,
-            tls: None,
-            size: 0,
-            recipients: None,
-            delay_ms: None,
-            reason: Some(reason),
+            reason: Some(Cow::Borrowed(reason)),
+            ..Event::blank(kind, timestamp)
         }
     }
 
@@ -187,6 +246,17 @@ impl Event {
 /// Serialises unix milliseconds as RFC 3339.
 fn serialize_timestamp<S: serde::Serializer>(millis: &u64, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(&timefmt::rfc3339_millis(*millis))
+}
+
+/// Serialises optional unix milliseconds as RFC 3339, `None` as null.
+fn serialize_optional_timestamp<S: serde::Serializer>(
+    millis: &Option<u64>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match millis {
+        Some(millis) => serializer.serialize_str(&timefmt::rfc3339_millis(*millis)),
+        None => serializer.serialize_none(),
+    }
 }
 
 /// Serialises a value by its Display form, `None` as null.

@@ -7,6 +7,7 @@
 pub mod api;
 pub mod check_domain;
 pub mod cli;
+pub mod clock;
 pub mod delivery;
 pub mod dkim_cli;
 pub mod event_log;

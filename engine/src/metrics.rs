@@ -3,7 +3,9 @@
 //! Message outcomes are counted from the event stream ([`crate::events`]), never updated directly
 //! by the code that produced them; gauges that are states (queue depth) are read at scrape time.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use penguin_queue::CommitObserver;
@@ -14,6 +16,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::delivery::scheduler::LaneTotals;
 use crate::events::{Event, EventKind, EventSink};
 
 /// Label set of per-tenant series.
@@ -30,15 +33,27 @@ pub struct ReasonLabels {
     pub reason: &'static str,
 }
 
-/// Label set of per-recipient delivery outcomes.
+/// Label set of per-recipient delivery outcomes. Bounded labels only: recipient domains and sites
+/// are unbounded, so they are in the event log, never here.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DeliveryLabels {
     /// Tenant name.
     pub tenant: String,
-    /// Recipient domain.
-    pub domain: String,
-    /// Our address used ("" when no connection was made, e.g. a DNS failure).
-    pub source_ip: String,
+    /// Egress source name ("" when no connection was made, e.g. a DNS failure).
+    pub source: String,
+    /// IP pool name.
+    pub pool: String,
+    /// Destination provider (`google`, ..., `other`; "" when the domain could not be routed).
+    pub provider: String,
+}
+
+/// Label set of the shaping series: per egress source and destination provider.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceProviderLabels {
+    /// Egress source name.
+    pub source: String,
+    /// Destination provider.
+    pub provider: String,
 }
 
 /// Label set of the address-level events (suppression, unsubscribe, unsigned mail).
@@ -90,6 +105,20 @@ pub struct Metrics {
     pub smtp_ack_seconds: Histogram,
     /// Messages in the queue (set at scrape time).
     pub queue_messages: Gauge,
+    /// Items waiting in ready queues, per source and provider (set at scrape time).
+    pub shaping_queued: Family<SourceProviderLabels, Gauge>,
+    /// Connections of the ready queues, per source and provider (set at scrape time).
+    pub shaping_connections: Family<SourceProviderLabels, Gauge>,
+    /// Sum of the enforced message rates (msgs/s) of the rate-limited ready queues (set at scrape time).
+    pub shaping_effective_rate: Family<SourceProviderLabels, Gauge<f64, AtomicU64>>,
+    /// Ready queues suspended now (by a rule or the operator), per source and provider.
+    pub shaping_suspended_queues: Family<SourceProviderLabels, Gauge>,
+    /// Operator suspensions in force.
+    pub suspensions: Gauge,
+    /// Throttling replies (class `rate_limited`), per source and provider.
+    pub throttled_replies: Family<SourceProviderLabels, Counter>,
+    /// Rate changes of the closed loop and the rules, per source and provider.
+    pub shaping_adjustments: Family<SourceProviderLabels, Counter>,
 }
 
 impl Metrics {
@@ -115,6 +144,13 @@ impl Metrics {
             spool_commit_sync_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
             smtp_ack_seconds: Histogram::new(exponential_buckets(0.000_1, 2.0, 16)),
             queue_messages: Gauge::default(),
+            shaping_queued: Family::default(),
+            shaping_connections: Family::default(),
+            shaping_effective_rate: Family::default(),
+            shaping_suspended_queues: Family::default(),
+            suspensions: Gauge::default(),
+            throttled_replies: Family::default(),
+            shaping_adjustments: Family::default(),
         };
         metrics.register_all();
         metrics
@@ -205,6 +241,78 @@ impl Metrics {
             "Messages in the queue",
             self.queue_messages.clone(),
         );
+        self.register_shaping();
+    }
+
+    /// Registers the shaping series.
+    fn register_shaping(&mut self) {
+        let r = &mut self.registry;
+        r.register(
+            "shaping_queued",
+            "Items waiting in ready queues",
+            self.shaping_queued.clone(),
+        );
+        r.register(
+            "shaping_connections",
+            "Connections of the ready queues",
+            self.shaping_connections.clone(),
+        );
+        r.register(
+            "shaping_effective_rate",
+            "Sum of the enforced message rates of rate-limited ready queues (messages per second)",
+            self.shaping_effective_rate.clone(),
+        );
+        r.register(
+            "shaping_suspended_queues",
+            "Ready queues suspended now",
+            self.shaping_suspended_queues.clone(),
+        );
+        r.register(
+            "suspensions",
+            "Operator suspensions in force",
+            self.suspensions.clone(),
+        );
+        r.register(
+            "throttled_replies",
+            "Remote replies classed rate_limited",
+            self.throttled_replies.clone(),
+        );
+        r.register(
+            "shaping_adjustments",
+            "Rate changes by the closed loop and the rules",
+            self.shaping_adjustments.clone(),
+        );
+    }
+
+    /// Sets the shaping gauges from the scheduler's totals (at scrape time): per (source, provider),
+    /// and the operator suspensions in force. Series of pairs no longer present are dropped.
+    pub fn set_shaping(&self, totals: &BTreeMap<(String, String), LaneTotals>, suspensions: usize) {
+        self.shaping_queued.clear();
+        self.shaping_connections.clear();
+        self.shaping_effective_rate.clear();
+        self.shaping_suspended_queues.clear();
+        let mut connections = 0;
+        for ((source, provider), total) in totals {
+            let labels = SourceProviderLabels {
+                source: source.clone(),
+                provider: provider.clone(),
+            };
+            self.shaping_queued
+                .get_or_create(&labels)
+                .set(total.queued as i64);
+            self.shaping_connections
+                .get_or_create(&labels)
+                .set(total.connections as i64);
+            self.shaping_effective_rate
+                .get_or_create(&labels)
+                .set(total.effective_rate);
+            self.shaping_suspended_queues
+                .get_or_create(&labels)
+                .set(total.suspended as i64);
+            connections += total.connections;
+        }
+        self.outbound_connections.set(connections as i64);
+        self.suspensions.set(suspensions as i64);
     }
 
     /// The OpenMetrics text exposition.
@@ -226,7 +334,10 @@ impl Metrics {
             | EventKind::Suppressed
             | EventKind::Unsubscribe
             | EventKind::SuppressionAdded
-            | EventKind::DkimUnsigned => None,
+            | EventKind::DkimUnsigned
+            | EventKind::ShapingAdjusted
+            | EventKind::Suspended
+            | EventKind::Resumed => None,
         }
     }
 }
@@ -261,13 +372,25 @@ impl EventSink for Metrics {
             self.tenant_events.get_or_create(&labels).inc();
             return;
         }
+        let source_provider = || SourceProviderLabels {
+            source: event.source.as_deref().unwrap_or_default().to_string(),
+            provider: event.provider.as_deref().unwrap_or_default().to_string(),
+        };
+        if event.kind == EventKind::ShapingAdjusted {
+            self.shaping_adjustments.get_or_create(&source_provider()).inc();
+            return;
+        }
         if let Some(family) = self.outcome_family(event.kind) {
             let labels = DeliveryLabels {
                 tenant: event.tenant.clone(),
-                domain: event.domain.clone().unwrap_or_default(),
-                source_ip: event.source_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+                source: event.source.as_deref().unwrap_or_default().to_string(),
+                pool: event.pool.as_deref().unwrap_or_default().to_string(),
+                provider: event.provider.as_deref().unwrap_or_default().to_string(),
             };
             family.get_or_create(&labels).inc();
+            if event.class == Some("rate_limited") {
+                self.throttled_replies.get_or_create(&source_provider()).inc();
+            }
         }
         if let (EventKind::Delivery, Some(delay)) = (event.kind, event.delay_ms) {
             self.delivery_delay_seconds.observe(delay as f64 / 1000.0);

@@ -10,8 +10,10 @@ use penguin_policy::{AuthThrottle, AuthThrottleRule};
 use penguin_queue::{IdGenerator, Spool, SpoolError, SpoolOptions};
 use tokio::sync::{Notify, watch};
 
-use crate::api::{self, ApiState};
+use crate::api::{self, ApiState, ShapingState};
+use crate::clock::{SharedClock, SystemClock};
 use crate::delivery;
+use crate::delivery::suspensions::Suspensions;
 use crate::event_log::EventLog;
 use crate::events::{EventBus, EventSink};
 use crate::metrics::{CommitMetrics, Metrics};
@@ -54,9 +56,9 @@ pub enum ServeError {
     /// The TLS certificate or key cannot be used.
     #[error(transparent)]
     Tls(#[from] TlsSetupError),
-    /// The resolver could not be set up.
-    #[error("dns.nameservers: {0}")]
-    Dns(String),
+    /// The delivery side (resolver, shaping settings) could not be set up.
+    #[error(transparent)]
+    Delivery(#[from] delivery::setup::SetupError),
     /// The event log could not be opened.
     #[error("log.events: cannot open {}: {source}", path.display())]
     EventLog {
@@ -146,6 +148,18 @@ pub async fn serve_with_reload(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
+    serve_with_clock(config, config_path, Arc::new(SystemClock), listeners, shutdown).await
+}
+
+/// [`serve_with_reload`] with the clock that delivery, shaping, suspensions and retries read (tests
+/// pass a [`crate::clock::ManualClock`] to run an hour of limits in seconds).
+pub async fn serve_with_clock(
+    config: Config,
+    config_path: Option<PathBuf>,
+    clock: SharedClock,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
     let acceptor = config.tls.as_ref().map(tls::acceptor).transpose()?;
     let metrics = Arc::new(Metrics::new());
     let (events, event_log) = event_bus(&config, &metrics)?;
@@ -153,15 +167,28 @@ pub async fn serve_with_reload(
     let wakeup = Arc::new(Notify::new());
     let tokens = Arc::new(crate::unsubscribe::load(&spool).await?);
     let finisher = Arc::new(finisher(&config, &listeners, Arc::clone(&tokens))?);
-    let delivery = delivery::setup::build(
-        &config,
-        &spool,
-        &metrics,
-        events.clone(),
-        Arc::clone(&wakeup),
-        Arc::clone(&finisher),
-    )
-    .map_err(|error| ServeError::Dns(error.to_string()))?;
+    let driver = Arc::new(Notify::new());
+    let scheduler = delivery::setup::scheduler(&config, events.clone(), Arc::clone(&driver))?;
+    let suspensions = Suspensions::new(
+        Arc::clone(&spool),
+        Arc::clone(&scheduler),
+        Arc::clone(&driver),
+        Arc::clone(&clock),
+    );
+    let loaded = suspensions.load()?;
+    if loaded > 0 {
+        tracing::info!(suspensions = loaded, "operator suspensions in force");
+    }
+    let shared = delivery::setup::Shared {
+        spool: Arc::clone(&spool),
+        events: events.clone(),
+        wakeup: Arc::clone(&wakeup),
+        finisher: Arc::clone(&finisher),
+        scheduler: Arc::clone(&scheduler),
+        driver,
+        clock: Arc::clone(&clock),
+    };
+    let delivery = delivery::setup::build(&config, shared)?;
     let in_flight = delivery.in_flight();
     let tenants: SharedTenants = Arc::new(ArcSwap::from_pointee(TenantDirectory::from_config(&config)));
     let tenant_names = Arc::new(ArcSwap::from_pointee(api::tenant_names(&config)));
@@ -183,6 +210,11 @@ pub async fn serve_with_reload(
         reloader: Some(Arc::clone(&reloader)),
         config: running,
         config_path,
+        shaping: ShapingState {
+            scheduler,
+            suspensions,
+            clock,
+        },
     };
     let services = ReceptionServices {
         events,

@@ -16,6 +16,7 @@ fn message(ids: &IdGenerator, n: u64) -> NewMessage {
     let envelope = Envelope {
         tenant: format!("tenant{}", n % 4),
         campaign: format!("campaign-{}", n % 16),
+        pool: String::new(),
         sender: "bounces@sender.example".into(),
         recipients: recipients.collect(),
         size: 100,

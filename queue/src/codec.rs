@@ -3,10 +3,15 @@
 //! Version 1 layout (varint = unsigned LEB128, at most 10 bytes; string = varint length + UTF-8 bytes):
 //!
 //! ```text
-//! u8 version (1) | u8 flags (bit 0 smtputf8, bit 1 eight_bit) | varint size | varint received_at_ms
-//! | varint next_attempt_at_ms | string tenant | string campaign | string sender | varint recipient count
+//! u8 version (1) | u8 flags (bit 0 smtputf8, bit 1 eight_bit, bit 2 pool) | varint size
+//! | varint received_at_ms | varint next_attempt_at_ms | string tenant | string campaign
+//! | [string pool, only with flag bit 2] | string sender | varint recipient count
 //! | per recipient: string address, u8 state (0 queued, 1 delivered, 2 bounced, 3 expired), varint attempts
 //! ```
+//!
+//! The pool field came later: a flag bit says it is there, so records written before it decode
+//! unchanged (their pool is `""`, the tenant's default pool) and an envelope without a pool choice
+//! costs no byte.
 //!
 //! Nothing may follow the last recipient. Decoding never panics and never allocates more than the input
 //! can justify, whatever the input.
@@ -18,7 +23,9 @@ pub const FORMAT_VERSION: u8 = 1;
 
 const FLAG_SMTPUTF8: u8 = 1;
 const FLAG_EIGHT_BIT: u8 = 2;
-const KNOWN_FLAGS: u8 = FLAG_SMTPUTF8 | FLAG_EIGHT_BIT;
+/// A pool name follows the campaign.
+const FLAG_POOL: u8 = 4;
+const KNOWN_FLAGS: u8 = FLAG_SMTPUTF8 | FLAG_EIGHT_BIT | FLAG_POOL;
 /// The fewest bytes one encoded recipient takes (empty address, state, attempts).
 const MIN_RECIPIENT_BYTES: usize = 3;
 
@@ -58,6 +65,7 @@ pub enum DecodeError {
 pub fn encode(envelope: &Envelope) -> Vec<u8> {
     let strings = envelope.tenant.len()
         + envelope.campaign.len()
+        + envelope.pool.len()
         + envelope.sender.len()
         + envelope
             .recipients
@@ -73,12 +81,18 @@ pub fn encode(envelope: &Envelope) -> Vec<u8> {
     if envelope.eight_bit {
         flags |= FLAG_EIGHT_BIT;
     }
+    if !envelope.pool.is_empty() {
+        flags |= FLAG_POOL;
+    }
     out.push(flags);
     put_varint(&mut out, envelope.size);
     put_varint(&mut out, envelope.received_at_ms);
     put_varint(&mut out, envelope.next_attempt_at_ms);
     put_str(&mut out, &envelope.tenant);
     put_str(&mut out, &envelope.campaign);
+    if !envelope.pool.is_empty() {
+        put_str(&mut out, &envelope.pool);
+    }
     put_str(&mut out, &envelope.sender);
     put_varint(&mut out, envelope.recipients.len() as u64);
     for recipient in &envelope.recipients {
@@ -95,6 +109,11 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope, DecodeError> {
     let head = r.header()?;
     let tenant = r.str()?.to_owned();
     let campaign = r.str()?.to_owned();
+    let pool = if head.flags & FLAG_POOL != 0 {
+        r.str()?.to_owned()
+    } else {
+        String::new()
+    };
     let sender = r.str()?.to_owned();
     let count = r.count()?;
     let mut recipients = Vec::with_capacity(count.min(r.remaining() / MIN_RECIPIENT_BYTES));
@@ -112,6 +131,7 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope, DecodeError> {
     Ok(Envelope {
         tenant,
         campaign,
+        pool,
         sender,
         recipients,
         size: head.size,
@@ -142,6 +162,9 @@ pub fn decode_schedule(bytes: &[u8]) -> Result<ScheduleInfo<'_>, DecodeError> {
     let head = r.header()?;
     let tenant = r.str()?;
     let campaign = r.str()?;
+    if head.flags & FLAG_POOL != 0 {
+        r.skip_bytes()?;
+    }
     r.skip_bytes()?;
     let count = r.count()?;
     let mut queued_recipients = 0;

@@ -20,8 +20,11 @@ pub(crate) const CF_BODIES: &str = "bodies";
 pub(crate) const CF_SUPPRESSIONS: &str = "suppressions";
 /// Column family of small named values, such as secrets (key: the name).
 pub(crate) const CF_META: &str = "meta";
+/// Column family of the engine's control state: records made at run time through the API (operator
+/// suspensions today), keyed by kind and id (see [`crate::control`]).
+pub(crate) const CF_CONTROL: &str = "control";
 /// Every column family, in the order they are opened; all are flushed at close.
-pub(crate) const ALL_CFS: [&str; 4] = [CF_ENVELOPES, CF_BODIES, CF_SUPPRESSIONS, CF_META];
+pub(crate) const ALL_CFS: [&str; 5] = [CF_ENVELOPES, CF_BODIES, CF_SUPPRESSIONS, CF_META, CF_CONTROL];
 
 const MIB: usize = 1024 * 1024;
 /// Memtable size per column family.
@@ -75,6 +78,7 @@ fn descriptors() -> Vec<ColumnFamilyDescriptor> {
         ColumnFamilyDescriptor::new(CF_BODIES, cf_options(&cache, true)),
         ColumnFamilyDescriptor::new(CF_SUPPRESSIONS, cf_options(&cache, false)),
         ColumnFamilyDescriptor::new(CF_META, cf_options(&cache, false)),
+        ColumnFamilyDescriptor::new(CF_CONTROL, cf_options(&cache, false)),
     ]
 }
 

@@ -55,6 +55,9 @@ pub struct Envelope {
     pub tenant: String,
     /// The campaign the tenant filed the message under (may be empty).
     pub campaign: String,
+    /// The IP pool the message chose with `X-Pool`; `""` = its tenant's default pool (looked up at
+    /// delivery time, so a config change applies to mail already queued).
+    pub pool: String,
     /// The reverse-path from MAIL FROM; `""` for the null reverse-path.
     pub sender: String,
     /// Every recipient with its own state.
@@ -153,6 +156,7 @@ mod tests {
         Envelope {
             tenant: tenant.to_string(),
             campaign: campaign.to_string(),
+            pool: String::new(),
             sender: "bounce@example.com".to_string(),
             recipients,
             size: 10,

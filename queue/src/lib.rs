@@ -11,11 +11,13 @@
 //! Storage layout: column family `envelopes` (key: 12-byte [`MessageId`], value: the binary record of
 //! [`codec`]) and `bodies` (same key, body bytes; large bodies in blob files); `suppressions` (per-tenant
 //! suppression lists, key `tenant \0 address`) and `meta` (named secrets), written directly with synced
-//! writes (see [`Spool::suppress`], [`Spool::secret`]).
+//! writes (see [`Spool::suppress`], [`Spool::secret`]); `control` (the engine's run-time control state,
+//! e.g. operator suspensions: [`Spool::put_control`], [`Spool::control_records`]).
 
 #![warn(missing_docs)]
 
 pub mod codec;
+mod control;
 mod db;
 mod envelope;
 mod error;

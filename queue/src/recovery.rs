@@ -208,6 +208,7 @@ mod tests {
         Envelope {
             tenant: format!("t{}", n % 2),
             campaign: format!("c{}", n % 3),
+            pool: String::new(),
             sender: String::new(),
             recipients: (0..recipients)
                 .map(|r| Recipient {

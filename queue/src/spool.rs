@@ -199,6 +199,22 @@ impl Spool {
             id,
             envelope: encoded,
             schedule: schedule_of(envelope),
+            progress: false,
+        };
+        self.submit_async(op).await
+    }
+
+    /// Durably stores the envelope of a message whose delivery round is still going on (some of its
+    /// recipient domains are done, others wait for their turn): the states so far survive a crash,
+    /// but the schedule index is left alone — the message is not due again until the round ends with
+    /// [`Spool::update_envelope`] — and the message is never deleted here. Batched, not fsynced on its
+    /// own, like `update_envelope`. Returns false, writing nothing, if the message does not exist.
+    pub async fn save_progress(&self, id: MessageId, envelope: &Envelope) -> Result<bool, SpoolError> {
+        let op = Op::Update {
+            id,
+            envelope: codec::encode(envelope),
+            schedule: None,
+            progress: true,
         };
         self.submit_async(op).await
     }

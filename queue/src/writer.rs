@@ -74,6 +74,9 @@ pub(crate) enum Op {
         envelope: Vec<u8>,
         /// `None` when no recipient is queued: the message is finished and deleted.
         schedule: Option<Schedule>,
+        /// Progress of a message still being delivered: store the envelope, leave the index alone (the
+        /// message is not due again until its delivery round ends) and never delete.
+        progress: bool,
     },
     /// Delete a message (envelope and body).
     Delete {
@@ -300,6 +303,7 @@ impl Writer {
                     id,
                     envelope,
                     schedule,
+                    progress,
                 } => {
                     let present = match exists.get(id) {
                         Some(&present) => Ok(present),
@@ -310,7 +314,7 @@ impl Writer {
                     };
                     match present {
                         Ok(false) => outcomes.push(Ok(false)),
-                        Ok(true) if schedule.is_some() => {
+                        Ok(true) if schedule.is_some() || *progress => {
                             write_batch.put_cf(envelopes, id.as_bytes(), envelope);
                             outcomes.push(Ok(true));
                         }
@@ -353,9 +357,15 @@ impl Writer {
                 Op::Insert(insertion) => {
                     apply_schedule(&mut index, insertion.id, insertion.schedule.as_ref());
                 }
-                Op::Update { id, schedule, .. } => {
+                Op::Update {
+                    id,
+                    schedule,
+                    progress: false,
+                    ..
+                } => {
                     apply_schedule(&mut index, *id, schedule.as_ref());
                 }
+                Op::Update { progress: true, .. } => {}
                 Op::Delete { id } => {
                     index.remove(*id);
                 }

@@ -10,6 +10,7 @@ fn message(ids: &IdGenerator, body_len: usize) -> NewMessage {
     let envelope = Envelope {
         tenant: "t".into(),
         campaign: "c".into(),
+        pool: String::new(),
         sender: String::new(),
         recipients: vec![Recipient::queued("a@example.com")],
         size: body_len as u64,

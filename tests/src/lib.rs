@@ -99,6 +99,9 @@ impl TestTenant {
             dsn: true,
             list_unsubscribe: false,
             dkim_missing_key: None,
+            pool: None,
+            pools: Vec::new(),
+            max_message_rate: None,
         }
     }
 
@@ -186,6 +189,12 @@ pub struct TestServer {
 impl TestServer {
     /// Starts `serve` with this config on fresh loopback ports.
     pub async fn start(config: Config) -> TestServer {
+        TestServer::start_with_clock(config, std::sync::Arc::new(penguin_mta::clock::SystemClock)).await
+    }
+
+    /// Starts `serve` with this config and this clock for delivery decisions (a
+    /// [`penguin_mta::clock::ManualClock`] runs an hour of shaping in no time).
+    pub async fn start_with_clock(config: Config, clock: penguin_mta::clock::SharedClock) -> TestServer {
         let smtp_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind smtp");
         let api_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind api");
         let smtp = smtp_listener.local_addr().expect("addr");
@@ -196,9 +205,15 @@ impl TestServer {
             smtp: vec![smtp_listener],
             api: api_listener,
         };
-        let task = tokio::spawn(penguin_mta::serve(config, listeners, async {
-            let _ = stopped.await;
-        }));
+        let task = tokio::spawn(penguin_mta::server::serve_with_clock(
+            config,
+            None,
+            clock,
+            listeners,
+            async {
+                let _ = stopped.await;
+            },
+        ));
         TestServer {
             smtp,
             api,

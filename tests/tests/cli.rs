@@ -145,6 +145,9 @@ async fn hash_password_output_lets_that_password_authenticate() {
         dsn: true,
         list_unsubscribe: false,
         dkim_missing_key: None,
+        pool: None,
+        pools: Vec::new(),
+        max_message_rate: None,
     });
     let server = TestServer::start(config).await;
     let mut client = server.connect().await;

@@ -248,15 +248,21 @@ async fn metrics_count_deliveries_bounces_delays_and_connections() {
     world.send(&["bob@nowhere.test"]).await;
     world.wait_event("delivery", "bob@metrics.test").await;
     world.wait_event("bounce", "bob@nowhere.test").await;
+    // The bounce's DSN to the sender is the second delivery of tenant default.
+    world.wait_event("delivery", SENDER).await;
 
     // The metrics are the first subscriber of the event stream: counted before the line is logged.
     let (status, text) = world.server.http_get("/metrics").await;
     assert_eq!(status, 200);
-    let delivered =
-        r#"penguin_messages_delivered_total{tenant="default",domain="metrics.test",source_ip="127.0.0.1"}"#;
-    assert_eq!(metric_sample(&text, delivered), Some(1.0), "{text}");
-    let bounced = r#"penguin_messages_bounced_total{tenant="default",domain="nowhere.test",source_ip=""}"#;
+    // Bounded labels only: tenant, source, pool, provider; never the recipient domain.
+    let delivered = r#"penguin_messages_delivered_total{tenant="default",source="default",pool="default",provider="other"}"#;
+    assert_eq!(metric_sample(&text, delivered), Some(2.0), "{text}");
+    let bounced = r#"penguin_messages_bounced_total{tenant="default",source="",pool="default",provider=""}"#;
     assert_eq!(metric_sample(&text, bounced), Some(1.0), "{text}");
+    assert!(
+        !text.contains("metrics.test") && !text.contains("nowhere.test"),
+        "{text}"
+    );
     let delays = metric_sample(&text, "penguin_delivery_delay_seconds_count");
     assert!(delays.is_some_and(|count| count >= 1.0), "{text}");
     assert!(

@@ -264,6 +264,27 @@ impl Collect {
     }
 }
 
+/// The shaping part of the API state for the embedded default config (no delivery runs here).
+fn shaping_state(spool: &Arc<Spool>) -> api::ShapingState {
+    let config = penguin_config::Config::embedded_default();
+    let driver = Arc::new(tokio::sync::Notify::new());
+    let clock: penguin_mta::clock::SharedClock = Arc::new(penguin_mta::clock::SystemClock);
+    let scheduler =
+        penguin_mta::delivery::setup::scheduler(&config, EventBus::default(), Arc::clone(&driver))
+            .expect("scheduler");
+    let suspensions = penguin_mta::delivery::suspensions::Suspensions::new(
+        Arc::clone(spool),
+        Arc::clone(&scheduler),
+        driver,
+        Arc::clone(&clock),
+    );
+    api::ShapingState {
+        scheduler,
+        suspensions,
+        clock,
+    }
+}
+
 /// The API router on its own, on a spool in a temporary directory, so the test knows the secret.
 struct InProcess {
     address: SocketAddr,
@@ -293,6 +314,7 @@ impl InProcess {
                 penguin_config::Config::embedded_default(),
             )),
             config_path: None,
+            shaping: shaping_state(&spool),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("address");
@@ -364,7 +386,7 @@ async fn valid_token_unsubscribes_once_and_get_only_asks() {
     );
     assert_eq!(event.recipient.as_deref(), Some("Jane@Example.com"));
     assert_eq!(event.domain.as_deref(), Some("example.com"));
-    assert_eq!((event.reason, event.id), (Some("unsubscribe"), None));
+    assert_eq!((event.reason.as_deref(), event.id), (Some("unsubscribe"), None));
 
     // Idempotent: 200 again, no second event, the entry unchanged.
     let (status, _) = http_request(server.address, "POST", &link, FORM, ONE_CLICK).await;

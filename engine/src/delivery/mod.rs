@@ -1,70 +1,78 @@
-//! Delivery: routing by MX (or a smarthost), the outbound SMTP client, per-recipient outcomes,
-//! retries, bounces and DSNs.
+//! Delivery: due messages into ready queues per (egress source, destination site), shaped by the
+//! scheduler; connections that pull their work; per-recipient outcomes, retries, bounces and DSNs.
 //!
 //! | module | role |
 //! |---|---|
-//! | `mod.rs` | [`Delivery`]: settings, the dispatcher loop that takes due messages from the spool's index |
-//! | `worker` | one message: group by domain, route, transact, store the outcome, emit events |
+//! | `mod.rs` | [`Delivery`]: settings, the driver loop (due messages → items → ready queues; timers; connections to open) |
+//! | `scheduler` | sans-IO: ready queues, limits, closed loop, rules, suspensions (see its module doc) |
+//! | `routing` | domain → site (MX hosts or smarthost), cached |
+//! | `sender` | one connection's worker: connect from its source, pull items, send, report |
+//! | `complete` | an item's end: envelope update, events, DSN, auto-suppression |
+//! | `suspensions` | operator suspensions: stored in the spool, in force in the scheduler |
 //! | `outcome` | pure: attempts → recipient states, retry time or expiry, events |
 //! | `client` (+ `client_io`, `client_transaction`) | outbound SMTP session: EHLO, STARTTLS, pipelined transactions |
-//! | `pool` | connection reuse and caps per host / in total |
 //! | `dns` | MX / implicit MX / null MX routing with hickory-resolver |
 //! | `dsn` | RFC 3464 delivery status notifications |
 //! | `reply` | remote reply parsing |
 
 pub mod client;
+mod complete;
 pub mod dns;
 pub mod dsn;
 pub mod outcome;
-pub mod pool;
 pub mod reply;
+pub mod routing;
+pub mod scheduler;
+mod sender;
 pub mod setup;
 mod suppress;
-mod worker;
+pub mod suspensions;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use penguin_config::RelayHost;
 use penguin_policy::RetrySchedule;
-use penguin_queue::{Envelope, IdGenerator, MessageId, NewMessage, Recipient, Spool};
-use tokio::sync::{Notify, Semaphore, watch};
+use penguin_queue::{Envelope, IdGenerator, MessageId, RecipientState, Spool};
+use smallvec::SmallVec;
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinSet;
 
 use self::client::ClientSettings;
-use self::dns::Resolver;
-use self::outcome::RecipientEvent;
-use self::pool::Pool;
+use self::routing::{RouteFailure, Router};
+use self::scheduler::{Item, Route, Scheduler};
+use crate::clock::SharedClock;
 use crate::events::EventBus;
 use crate::smtp::finish::Finisher;
-use crate::timefmt;
 
 /// The campaign DSNs are queued under (their tenant is the original message's).
 pub const DSN_CAMPAIGN: &str = "dsn";
 
-/// How often idle connections are checked for expiry, and the longest the dispatcher sleeps.
-const TICK: Duration = Duration::from_secs(1);
+/// Most due messages taken from the index per turn of the driver loop (the loop goes round again at
+/// once while more are due, answering route results and timers in between).
+const INTAKE_BATCH: usize = 512;
 
 /// Delivery settings derived from the config.
 #[derive(Clone)]
 pub struct DeliverySettings {
-    /// Our host name (EHLO, DSN Reporting-MTA).
+    /// Our host name (DSN Reporting-MTA; the EHLO name of sources without their own).
     pub hostname: String,
     /// Remote SMTP port.
     pub port: u16,
     /// Smarthost, if configured.
     pub relay_host: Option<RelayHost>,
-    /// How sessions are opened (and their timeouts).
+    /// How sessions are opened (and their timeouts); each source sets its own address and EHLO name.
     pub client: ClientSettings,
     /// When to retry, when to give up.
     pub retry: RetrySchedule,
-    /// Recipients per transaction.
-    pub max_recipients_per_transaction: usize,
-    /// Messages delivered concurrently.
+    /// Items (a message's recipients of one domain) waiting for their domain's route at once: bounds
+    /// the routing stage (`delivery.max_messages_in_flight`).
     pub max_messages_in_flight: usize,
+    /// How long a connection waits for work (or a rate slot) before it closes.
+    pub idle_timeout: Duration,
     /// Tenants that want DSNs (missing = yes).
     pub dsn_by_tenant: HashMap<String, bool>,
     /// Put hard-bounced recipients on their tenant's suppression list (`suppression.auto_hard_bounce`).
@@ -86,205 +94,282 @@ pub struct Delivery {
     settings: DeliverySettings,
     /// The queue.
     spool: Arc<Spool>,
-    /// DNS.
-    resolver: Resolver,
-    /// Outbound connections.
-    pool: Pool,
+    /// Domain → site.
+    router: Arc<Router>,
+    /// Ready queues and limits.
+    scheduler: Arc<Mutex<Scheduler>>,
     /// The event stream.
     events: EventBus,
     /// Queue ids for DSNs.
     ids: IdGenerator,
-    /// Signalled when new mail was queued (deliver now instead of at the next tick).
+    /// Signalled when new mail was queued (deliver now instead of at its due time).
     wakeup: Arc<Notify>,
+    /// Signalled when the scheduler has lanes to look at or expired items.
+    driver: Arc<Notify>,
     /// DKIM-signs the DSNs (d= the hostname's domain, when it has a key).
     finisher: Arc<Finisher>,
-    /// Messages being delivered now (taken out of the index; still queued on disk).
+    /// Messages out of the index (in the scheduler or being routed); still queued on disk.
     in_flight: Arc<AtomicUsize>,
+    /// Time of every decision.
+    clock: SharedClock,
+}
+
+/// Messages waiting for their domain's route.
+#[derive(Default)]
+struct PendingRoutes {
+    /// domain → items waiting for it.
+    waiting: HashMap<String, Vec<Item>>,
+    /// Items waiting (bounds the routing stage).
+    items: usize,
 }
 
 impl Delivery {
     /// Builds the delivery side.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         settings: DeliverySettings,
         spool: Arc<Spool>,
-        resolver: Resolver,
-        pool: Pool,
+        router: Router,
+        scheduler: Arc<Mutex<Scheduler>>,
+        driver: Arc<Notify>,
         events: EventBus,
         wakeup: Arc<Notify>,
         finisher: Arc<Finisher>,
+        clock: SharedClock,
     ) -> Delivery {
         Delivery {
             finisher,
             settings,
             spool,
-            resolver,
-            pool,
+            router: Arc::new(router),
+            scheduler,
             events,
             ids: IdGenerator::new(),
             wakeup,
+            driver,
             in_flight: Arc::new(AtomicUsize::new(0)),
+            clock,
         }
     }
 
-    /// The count of messages being delivered now (for the queue depth: index + in flight).
+    /// The count of messages out of the index (for the queue depth: index + in flight).
     pub fn in_flight(&self) -> Arc<AtomicUsize> {
         Arc::clone(&self.in_flight)
     }
 
-    /// Takes due messages from the index and delivers them (at most `max_messages_in_flight` at
-    /// once) until `stop` turns true; then lets deliveries in flight finish within `grace`.
+    /// The scheduler (for the API: `/v1/shaping`, suspensions).
+    pub fn scheduler(&self) -> Arc<Mutex<Scheduler>> {
+        Arc::clone(&self.scheduler)
+    }
+
+    /// Locks the scheduler (never held across an `.await`).
+    fn lock(&self) -> MutexGuard<'_, Scheduler> {
+        self.scheduler.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The driver: takes due messages into the ready queues, routes their domains, runs the
+    /// scheduler's timers and starts the connections it asks for, until `stop` turns true; then lets
+    /// connections finish their transaction within `grace`.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>, grace: Duration) {
-        let in_flight = Arc::new(Semaphore::new(self.settings.max_messages_in_flight));
-        let mut jobs = JoinSet::new();
-        let mut tick = tokio::time::interval(TICK);
+        let mut tasks = JoinSet::new();
+        let (route_tx, mut route_rx) = mpsc::unbounded_channel();
+        let mut pending = PendingRoutes::default();
         while !*stop.borrow() {
-            let now = timefmt::unix_millis(SystemTime::now());
-            let free = self.dispatch_due(&in_flight, &mut jobs, now);
-            while jobs.try_join_next().is_some() {}
-            let next_due = self.spool.index().next_due_ms();
-            let wait = next_due.map_or(TICK, |due| {
-                Duration::from_millis(due.saturating_sub(now)).min(TICK)
-            });
+            let now_us = self.clock.now_us();
+            let more = self.intake(now_us, &mut pending, &route_tx, &mut tasks);
+            while let Ok((domain, result)) = route_rx.try_recv() {
+                self.routed(&mut pending, domain, result, &mut tasks);
+            }
+            self.run_scheduler(now_us, &mut tasks);
+            while tasks.try_join_next().is_some() {}
+            if more {
+                tokio::task::yield_now().await;
+                continue;
+            }
+            let wake = self.next_wake();
+            let sleep = self
+                .clock
+                .sleep_until(crate::clock::from_unix_micros(wake.unwrap_or(u64::MAX / 2)));
             tokio::select! {
                 _ = self.wakeup.notified() => {}
-                _ = tokio::time::sleep(wait), if free > 0 => {}
-                Some(_) = jobs.join_next(), if !jobs.is_empty() => {}
-                _ = tick.tick() => self.pool.close_expired(),
+                _ = self.driver.notified() => {}
+                _ = sleep, if wake.is_some() => {}
+                Some((domain, result)) = route_rx.recv() => self.routed(&mut pending, domain, result, &mut tasks),
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 _ = stop.changed() => {}
             }
         }
-        let drained = tokio::time::timeout(grace, async { while jobs.join_next().await.is_some() {} }).await;
+        self.lock().stop();
+        let drained = tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
         if drained.is_err() {
-            jobs.abort_all();
-            while jobs.join_next().await.is_some() {}
+            tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
         }
-        self.pool.close_all().await;
     }
 
-    /// Starts a job for each due message, as many as there are free in-flight slots; returns how many
-    /// slots were free. Popped ids are counted in flight under the index lock, so the queue depth
-    /// (index + in flight) never misses them.
-    fn dispatch_due(self: &Arc<Self>, in_flight: &Arc<Semaphore>, jobs: &mut JoinSet<()>, now: u64) -> usize {
-        let free = in_flight.available_permits();
-        let Some(mut permits) = Arc::clone(in_flight)
-            .try_acquire_many_owned(free as u32)
-            .ok()
-            .filter(|_| free > 0)
-        else {
-            return free;
+    /// When the driver must look again without being woken: the next due message or scheduler timer.
+    fn next_wake(&self) -> Option<u64> {
+        let due = self.spool.index().next_due_ms().map(|ms| ms.saturating_mul(1000));
+        let timer = self.lock().next_timer_us();
+        match (due, timer) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Runs the scheduler's poll: starts the connections it opens, finishes the items it found
+    /// expired.
+    fn run_scheduler(self: &Arc<Self>, now_us: u64, tasks: &mut JoinSet<()>) {
+        let (opens, expired) = {
+            let mut scheduler = self.lock();
+            (scheduler.poll(now_us), scheduler.take_expired())
         };
+        for open in opens {
+            tasks.spawn(Arc::clone(self).run_connection(open));
+        }
+        if !expired.is_empty() {
+            let delivery = Arc::clone(self);
+            tasks.spawn(async move {
+                for work in expired {
+                    delivery.expire_item(work).await;
+                }
+            });
+        }
+    }
+
+    /// Takes due messages out of the index into the scheduler (or waiting for a route); returns
+    /// whether more are due.
+    fn intake(
+        self: &Arc<Self>,
+        now_us: u64,
+        pending: &mut PendingRoutes,
+        route_tx: &mpsc::UnboundedSender<(String, Result<Arc<Route>, RouteFailure>)>,
+        tasks: &mut JoinSet<()>,
+    ) -> bool {
+        let room = self.settings.max_messages_in_flight.saturating_sub(pending.items);
+        if room == 0 {
+            return false;
+        }
+        let batch = room.min(INTAKE_BATCH);
         let due = {
             let mut index = self.spool.index();
-            let due = index.pop_due(now, free);
+            let due = index.pop_due(now_us / 1000, batch);
             self.in_flight.fetch_add(due.len(), Ordering::Relaxed);
             due
         };
+        let more = due.len() == batch;
         for id in due {
-            // Only this loop takes permits, so `free` of them were available: split never fails.
-            let permit = permits.split(1);
-            let delivery = Arc::clone(self);
-            jobs.spawn(async move {
-                let counter = Arc::clone(&delivery.in_flight);
-                delivery.deliver_message(id).await;
-                counter.fetch_sub(1, Ordering::Relaxed);
-                drop(permit);
-            });
+            match self.spool.read_envelope(id) {
+                Ok(Some(envelope)) if envelope.has_queued() => {
+                    self.admit(id, &envelope, now_us, pending, route_tx, tasks);
+                }
+                Ok(_) => {
+                    self.in_flight.fetch_sub(1, Ordering::Relaxed);
+                }
+                Err(error) => {
+                    tracing::error!(%id, %error, "cannot read a queued message; retrying in a minute");
+                    self.reschedule_in_memory(id, None);
+                }
+            }
         }
-        free
+        more
     }
 
-    /// Queues a DSN to the sender for recipients that failed for good (if the tenant wants DSNs and
-    /// the sender is not null). A DSN that cannot be queued is logged; the bounce events remain.
-    async fn send_dsn(
-        &self,
+    /// One due message: one item per recipient domain, each to its ready queue (or waiting for its
+    /// domain's route).
+    fn admit(
+        self: &Arc<Self>,
         id: MessageId,
         envelope: &Envelope,
-        body: &[u8],
-        failed: &[usize],
-        events: &[RecipientEvent],
+        now_us: u64,
+        pending: &mut PendingRoutes,
+        route_tx: &mpsc::UnboundedSender<(String, Result<Arc<Route>, RouteFailure>)>,
+        tasks: &mut JoinSet<()>,
     ) {
-        let wanted = self
-            .settings
-            .dsn_by_tenant
-            .get(&envelope.tenant)
-            .copied()
-            .unwrap_or(true);
-        if !wanted || envelope.sender.is_empty() {
-            return;
-        }
-        let recipients: Vec<dsn::DsnRecipient> = failed
-            .iter()
-            .filter_map(|&index| {
-                let event = events.iter().find(|event| event.index == index)?;
-                Some(dsn_recipient(&envelope.recipients[index], event))
-            })
-            .collect();
-        let dsn_id = self.ids.next_id();
-        let message_id = format!("{dsn_id}.dsn@{}", self.settings.hostname);
-        let content = dsn::build_dsn(&dsn::DsnInput {
-            reporting_mta: &self.settings.hostname,
-            queue_id: &id.to_string(),
-            original_sender: &envelope.sender,
-            arrival_ms: envelope.received_at_ms,
-            now: SystemTime::now(),
-            recipients: &recipients,
-            original_message: body,
-            dsn_message_id: &message_id,
-        });
-        let now = timefmt::unix_millis(SystemTime::now());
-        let dsn_envelope = Envelope {
-            tenant: envelope.tenant.clone(),
-            campaign: DSN_CAMPAIGN.to_string(),
-            sender: String::new(),
-            recipients: vec![Recipient::queued(envelope.sender.clone())],
-            size: content.len() as u64,
-            received_at_ms: now,
-            next_attempt_at_ms: now,
-            smtputf8: !envelope.sender.is_ascii(),
-            eight_bit: false,
-        };
-        let message = NewMessage {
-            id: dsn_id,
-            envelope: dsn_envelope,
-            body: content,
-        };
-        let finisher = Arc::clone(&self.finisher);
-        let message = match tokio::task::spawn_blocking(move || finisher.sign_own(message)).await {
-            Ok(message) => message,
-            Err(join) => {
-                tracing::error!(%id, %join, "signing the DSN failed; it is not queued");
-                return;
+        let mut by_domain: BTreeMap<String, SmallVec<[u16; 4]>> = BTreeMap::new();
+        for (index, recipient) in envelope.recipients.iter().enumerate() {
+            if recipient.state == RecipientState::Queued
+                && let Ok(index) = u16::try_from(index)
+            {
+                by_domain
+                    .entry(recipient.domain().to_ascii_lowercase())
+                    .or_default()
+                    .push(index);
             }
-        };
-        match self.spool.enqueue(message).await {
-            Ok(()) => self.wakeup.notify_one(),
-            Err(error) => tracing::error!(%id, %error, "cannot queue the DSN"),
+        }
+        let max_age_us = u64::try_from(self.settings.retry.max_age.as_micros()).unwrap_or(u64::MAX);
+        let expires_at_us = envelope
+            .received_at_ms
+            .saturating_mul(1000)
+            .saturating_add(max_age_us);
+        let mut scheduler = self.lock();
+        let pool = scheduler
+            .settings()
+            .message_pool(&envelope.tenant, &envelope.pool);
+        scheduler.begin_message(id, u16::try_from(by_domain.len()).unwrap_or(u16::MAX));
+        for (domain, recipients) in by_domain {
+            let item = Item {
+                id,
+                key: scheduler.queue_key(&envelope.tenant, &envelope.campaign, &domain),
+                pool,
+                recipients,
+                expires_at_us,
+            };
+            match self.router.cached(&domain) {
+                Some(route) => scheduler.add_item(item, &route, now_us),
+                None => {
+                    pending.items += 1;
+                    let first = !pending.waiting.contains_key(&domain);
+                    pending.waiting.entry(domain.clone()).or_default().push(item);
+                    if first {
+                        let (router, tx) = (Arc::clone(&self.router), route_tx.clone());
+                        tasks.spawn(async move {
+                            let result = router.resolve(&domain).await;
+                            let _ = tx.send((domain, result));
+                        });
+                    }
+                }
+            }
         }
     }
-}
 
-/// The DSN entry of a recipient that bounced or expired.
-fn dsn_recipient(recipient: &Recipient, event: &RecipientEvent) -> dsn::DsnRecipient {
-    let response = &event.attempt.response;
-    let status = response.enhanced.clone().unwrap_or_else(|| {
-        if response.code >= 500 {
-            "5.0.0".into()
-        } else {
-            "4.0.0".into()
+    /// A domain's route arrived: its waiting items go to their ready queues, or fail with the
+    /// routing error.
+    fn routed(
+        self: &Arc<Self>,
+        pending: &mut PendingRoutes,
+        domain: String,
+        result: Result<Arc<Route>, RouteFailure>,
+        tasks: &mut JoinSet<()>,
+    ) {
+        let Some(items) = pending.waiting.remove(&domain) else {
+            return;
+        };
+        pending.items = pending.items.saturating_sub(items.len());
+        match result {
+            Ok(route) => {
+                let now_us = self.clock.now_us();
+                let mut scheduler = self.lock();
+                for item in items {
+                    scheduler.add_item(item, &route, now_us);
+                }
+            }
+            Err((failure, detail)) => {
+                let delivery = Arc::clone(self);
+                tasks.spawn(async move {
+                    for item in items {
+                        delivery.fail_unrouted(item, &domain, failure, &detail).await;
+                    }
+                });
+            }
         }
-    });
-    let status = if event.kind == crate::events::EventKind::Expiration {
-        "4.4.7".to_string()
-    } else {
-        status
-    };
-    let diagnostic = (response.code != 0).then(|| format!("{} {}", response.code, response.text));
-    dsn::DsnRecipient {
-        address: recipient.address.clone(),
-        action: dsn::DsnAction::Failed,
-        status,
-        remote_mta: event.attempt.mx.clone(),
-        diagnostic,
-        last_attempt_ms: Some(timefmt::unix_millis(SystemTime::now())),
+    }
+
+    /// Puts a message back into the in-memory schedule after a storage error (one minute later).
+    fn reschedule_in_memory(&self, id: MessageId, envelope: Option<&Envelope>) {
+        let due = self.clock.now_ms() + 60_000;
+        let (tenant, campaign) = envelope.map_or(("", ""), |e| (e.tenant.as_str(), e.campaign.as_str()));
+        self.spool.index().insert(id, due, tenant, campaign);
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -112,6 +112,14 @@ pub fn apply(
     retry: &RetrySchedule,
     jitter: f64,
 ) -> Applied {
+    let mut applied = record(envelope, attempts);
+    schedule_next(envelope, &mut applied, now_ms, retry, jitter, None);
+    applied
+}
+
+/// Records per-recipient attempts (states, attempt counts, events) without deciding when the message
+/// is next due: the message's delivery round is not over (other domains are still being sent).
+pub fn record(envelope: &mut Envelope, attempts: Vec<(usize, Attempt)>) -> Applied {
     let mut applied = Applied::default();
     for (index, attempt) in attempts {
         let Some(recipient) = envelope.recipients.get_mut(index) else {
@@ -132,18 +140,71 @@ pub fn apply(
         };
         applied.events.push(RecipientEvent { index, kind, attempt });
     }
+    applied
+}
+
+/// The end of a delivery round: the next attempt time of the recipients still queued (the retry
+/// schedule's, or `retry_at_ms` when a reply rule asked for one, never past the maximum age), or
+/// their expiry.
+pub fn schedule_next(
+    envelope: &mut Envelope,
+    applied: &mut Applied,
+    now_ms: u64,
+    retry: &RetrySchedule,
+    jitter: f64,
+    retry_at_ms: Option<u64>,
+) {
     let queued = envelope
         .recipients
         .iter()
         .filter(|r| r.state == RecipientState::Queued);
     let Some(attempts_made) = queued.map(|r| r.attempts).max() else {
-        return applied;
+        return;
     };
     match retry.after_failure(attempts_made, envelope.received_at_ms, now_ms, jitter) {
-        RetryDecision::RetryAt(at) => envelope.next_attempt_at_ms = at,
-        RetryDecision::Expire => expire(envelope, &mut applied),
+        RetryDecision::RetryAt(at) => {
+            envelope.next_attempt_at_ms = retry_at_ms.map_or(at, |asked| asked.max(now_ms));
+        }
+        RetryDecision::Expire => expire(envelope, applied),
+    }
+}
+
+/// Expires the given recipients now (they waited in a ready queue past the maximum age without an
+/// attempt being possible).
+pub fn expire_waiting(envelope: &mut Envelope, indexes: &[usize]) -> Applied {
+    let mut applied = Applied::default();
+    for &index in indexes {
+        let Some(recipient) = envelope.recipients.get_mut(index) else {
+            continue;
+        };
+        if recipient.state != RecipientState::Queued {
+            continue;
+        }
+        recipient.state = RecipientState::Expired;
+        applied.failed.push(index);
+        applied.events.push(RecipientEvent {
+            index,
+            kind: EventKind::Expiration,
+            attempt: expired_attempt(),
+        });
     }
     applied
+}
+
+/// The attempt an expiry without a final reply stands for.
+fn expired_attempt() -> Attempt {
+    let (_, enhanced) = classify_network(NetworkFailure::MessageExpired);
+    Attempt {
+        outcome: Outcome::Permanent(BounceClass::MessageExpired),
+        response: EventResponse {
+            code: 0,
+            enhanced: Some(enhanced.to_string()),
+            text: "delivery time expired".into(),
+        },
+        mx: None,
+        source_ip: None,
+        tls: None,
+    }
 }
 
 /// Every still-queued recipient expires; its transient event becomes an expiration.
@@ -160,26 +221,11 @@ fn expire(envelope: &mut Envelope, applied: &mut Applied) {
                 event.kind = EventKind::Expiration;
                 event.attempt.outcome = expired;
             }
-            None => {
-                let (_, enhanced) = classify_network(NetworkFailure::MessageExpired);
-                let response = EventResponse {
-                    code: 0,
-                    enhanced: Some(enhanced.to_string()),
-                    text: "delivery time expired".into(),
-                };
-                let attempt = Attempt {
-                    outcome: expired,
-                    response,
-                    mx: None,
-                    source_ip: None,
-                    tls: None,
-                };
-                applied.events.push(RecipientEvent {
-                    index,
-                    kind: EventKind::Expiration,
-                    attempt,
-                });
-            }
+            None => applied.events.push(RecipientEvent {
+                index,
+                kind: EventKind::Expiration,
+                attempt: expired_attempt(),
+            }),
         }
     }
     applied.failed.sort_unstable();

@@ -18,6 +18,7 @@ fn envelope(recipients: &[&str]) -> Envelope {
     Envelope {
         tenant: "acme".into(),
         campaign: "c".into(),
+        pool: String::new(),
         sender: "news@acme.example".into(),
         recipients: recipients
             .iter()

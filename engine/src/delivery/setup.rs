@@ -1,6 +1,6 @@
 //! Building the delivery side from the config.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use penguin_config::{Config, StartTls};
 use penguin_policy::RetrySchedule;
@@ -9,10 +9,11 @@ use tokio::sync::Notify;
 
 use super::client::{ClientSettings, Timeouts, opportunistic_tls};
 use super::dns::Resolver;
-use super::pool::Pool;
+use super::routing::Router;
+use super::scheduler::{Scheduler, Settings};
 use super::{Delivery, DeliverySettings};
+use crate::clock::SharedClock;
 use crate::events::EventBus;
-use crate::metrics::Metrics;
 use crate::smtp::finish::Finisher;
 
 /// The delivery settings of a config.
@@ -45,8 +46,8 @@ pub fn settings(config: &Config) -> DeliverySettings {
             max_age: delivery.max_age.get(),
             jitter_percent: delivery.retry_jitter_percent,
         },
-        max_recipients_per_transaction: delivery.max_recipients_per_transaction,
         max_messages_in_flight: delivery.max_messages_in_flight,
+        idle_timeout: delivery.connection_idle_timeout.get(),
         auto_suppress: config.suppression.auto_hard_bounce,
         dsn_by_tenant: config
             .tenant
@@ -56,32 +57,63 @@ pub fn settings(config: &Config) -> DeliverySettings {
     }
 }
 
-/// The delivery side of a server: resolver, connection pool and dispatcher state.
-pub fn build(
+/// Why the delivery side could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// The resolver could not be set up.
+    #[error("dns.nameservers: {0}")]
+    Dns(#[from] super::dns::ResolverError),
+    /// The shaping config could not be resolved.
+    #[error("{0}")]
+    Shaping(String),
+}
+
+/// The scheduler of a config (also used without delivery, e.g. paused, so suspensions still work).
+pub fn scheduler(
     config: &Config,
-    spool: &Arc<Spool>,
-    metrics: &Arc<Metrics>,
     events: EventBus,
-    wakeup: Arc<Notify>,
-    finisher: Arc<Finisher>,
-) -> Result<Delivery, super::dns::ResolverError> {
+    driver: Arc<Notify>,
+) -> Result<Arc<Mutex<Scheduler>>, SetupError> {
+    let settings = Settings::from_config(config).map_err(SetupError::Shaping)?;
+    Ok(Arc::new(Mutex::new(Scheduler::new(
+        Arc::new(settings),
+        events,
+        driver,
+    ))))
+}
+
+/// The parts a delivery side shares with the rest of the server.
+pub struct Shared {
+    /// The spool.
+    pub spool: Arc<Spool>,
+    /// The event stream.
+    pub events: EventBus,
+    /// Wakes the driver when mail is queued.
+    pub wakeup: Arc<Notify>,
+    /// Signs DSNs.
+    pub finisher: Arc<Finisher>,
+    /// The scheduler (from [`scheduler`]).
+    pub scheduler: Arc<Mutex<Scheduler>>,
+    /// Wakes the driver when the scheduler has work.
+    pub driver: Arc<Notify>,
+    /// Time of every decision.
+    pub clock: SharedClock,
+}
+
+/// The delivery side of a server: resolver, router and driver state.
+pub fn build(config: &Config, shared: Shared) -> Result<Delivery, SetupError> {
     let dns = &config.dns;
     let resolver = Resolver::new(&dns.nameservers, dns.timeout.get(), dns.attempts)?;
-    let delivery = &config.delivery;
-    let pool = Pool::new(
-        delivery.max_connections,
-        delivery.max_connections_per_host,
-        delivery.connection_idle_timeout.get(),
-        delivery.max_messages_per_connection,
-        Arc::clone(metrics),
-    );
+    let router = Router::new(resolver, config.delivery.relay_host.clone(), config.delivery.port);
     Ok(Delivery::new(
         settings(config),
-        Arc::clone(spool),
-        resolver,
-        pool,
-        events,
-        wakeup,
-        finisher,
+        shared.spool,
+        router,
+        shared.scheduler,
+        shared.driver,
+        shared.events,
+        shared.wakeup,
+        shared.finisher,
+        shared.clock,
     ))
 }

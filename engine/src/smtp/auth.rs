@@ -19,7 +19,7 @@ const DECOY_HASH: &str =
 pub const RELAY_TENANT: &str = "default";
 
 /// A tenant as the SMTP server sees it: whose mail this is and which senders it may use.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Tenant {
     /// The tenant's name (spool, metrics and events carry it).
     pub name: String,
@@ -29,6 +29,8 @@ pub struct Tenant {
     pub list_unsubscribe: bool,
     /// The tenant's `dkim_missing_key` override.
     pub dkim_missing_key: Option<MissingKeyAction>,
+    /// The IP pools its messages may choose with `X-Pool` (its default pool first).
+    pub pools: Vec<String>,
 }
 
 impl Tenant {
@@ -39,6 +41,7 @@ impl Tenant {
             sender_domains,
             list_unsubscribe: false,
             dkim_missing_key: None,
+            pools: vec!["default".to_string()],
         }
     }
 
@@ -90,6 +93,7 @@ impl TenantDirectory {
                     tenant: Arc::new(Tenant {
                         list_unsubscribe: tenant.list_unsubscribe,
                         dkim_missing_key: tenant.dkim_missing_key,
+                        pools: config.tenant_pools(&tenant.name).1,
                         ..Tenant::new(tenant.name.clone(), Some(domains))
                     }),
                     password_hash: tenant.password_hash.clone(),
@@ -99,7 +103,10 @@ impl TenantDirectory {
             .collect();
         TenantDirectory {
             accounts,
-            relay_tenant: Arc::new(Tenant::new(RELAY_TENANT, None)),
+            relay_tenant: Arc::new(Tenant {
+                pools: config.tenant_pools(RELAY_TENANT).1,
+                ..Tenant::new(RELAY_TENANT, None)
+            }),
             decoy_hash: DECOY_HASH.to_string(),
         }
     }

@@ -337,7 +337,7 @@ impl Driver<'_> {
         let unsigned = finished.unsigned.map(|reason| {
             let mut event = receptions[0].clone();
             event.kind = EventKind::DkimUnsigned;
-            event.reason = Some(reason);
+            event.reason = Some(reason.into());
             event.domain = finished.from_domain.clone();
             event
         });
@@ -366,26 +366,17 @@ impl Driver<'_> {
 fn reception_event(message: &NewMessage, tls: Option<TlsInfo>, client_ip: std::net::IpAddr) -> Event {
     let envelope = &message.envelope;
     Event {
-        kind: EventKind::Reception,
-        timestamp: 0,
         id: Some(message.id),
         message_id: headers::message_id(&message.body),
         tenant: envelope.tenant.clone(),
         campaign: envelope.campaign.clone(),
         sender: envelope.sender.clone(),
-        recipient: None,
-        domain: None,
-        mx: None,
-        source_ip: None,
         client_ip: Some(client_ip),
-        attempt: None,
-        response: None,
-        class: None,
         tls,
         size: envelope.size,
         recipients: Some(envelope.recipients.len()),
-        delay_ms: None,
-        reason: None,
+        pool: (!envelope.pool.is_empty()).then(|| std::sync::Arc::from(envelope.pool.as_str())),
+        ..Event::blank(EventKind::Reception, 0)
     }
 }
 

@@ -120,6 +120,74 @@ pub fn campaign_of(content: &[u8]) -> Result<String, BadCampaign> {
     Ok(String::from_utf8_lossy(value).into_owned())
 }
 
+/// Longest accepted pool name (pool names are 1-64 characters).
+pub const MAX_POOL_LEN: usize = 64;
+
+/// Why the pool header was refused: the value as written (lossy), for the reply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BadPool(pub String);
+
+/// The pool a message asks for with its first `X-Pool` field (unfolded, trimmed); `None` without one
+/// (or with an empty one). A value that cannot be a pool name is refused.
+pub fn pool_of(content: &[u8]) -> Result<Option<String>, BadPool> {
+    let Some((_, raw)) = header_fields(content).find(|(name, _)| name.eq_ignore_ascii_case(b"x-pool")) else {
+        return Ok(None);
+    };
+    let unfolded: Vec<u8> = raw
+        .iter()
+        .copied()
+        .filter(|&b| b != b'\r' && b != b'\n')
+        .collect();
+    let value = unfolded.trim_ascii();
+    if value.is_empty() {
+        return Ok(None);
+    }
+    let name_like = value.len() <= MAX_POOL_LEN
+        && value
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    let text: String = String::from_utf8_lossy(value)
+        .chars()
+        .take(MAX_POOL_LEN)
+        .collect();
+    if name_like {
+        Ok(Some(text))
+    } else {
+        Err(BadPool(text))
+    }
+}
+
+/// Header fields that steer penguin-mta and are never delivered: the campaign and the pool.
+const CONTROL_FIELDS: [&[u8]; 2] = [b"x-campaign-id", b"x-pool"];
+
+/// The content without its `X-Campaign-ID` and `X-Pool` fields (every occurrence, with their folded
+/// lines), or `None` when it has neither (nothing is copied then).
+pub fn strip_control_fields(content: &[u8]) -> Option<Vec<u8>> {
+    let mut spans: Vec<(usize, usize)> = Vec::new();
+    let mut offset = 0;
+    for (name, value) in header_fields(content) {
+        let field_len = name.len() + 1 + value.len();
+        if CONTROL_FIELDS
+            .iter()
+            .any(|control| name.trim_ascii().eq_ignore_ascii_case(control))
+        {
+            spans.push((offset, offset + field_len));
+        }
+        offset += field_len;
+    }
+    if spans.is_empty() {
+        return None;
+    }
+    let mut kept = Vec::with_capacity(content.len());
+    let mut from = 0;
+    for (start, end) in spans {
+        kept.extend_from_slice(&content[from..start]);
+        from = end;
+    }
+    kept.extend_from_slice(&content[from..]);
+    Some(kept)
+}
+
 /// The header text to put in front of the client's content: Received, then Message-ID and Date
 /// if the content has none.
 pub fn prefix_for(content: &[u8], trace: &Trace<'_>) -> Vec<u8> {
@@ -182,6 +250,37 @@ fn received_field(trace: &Trace<'_>) -> String {
 mod tests {
     use super::*;
     use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn control_fields_are_stripped_with_their_folded_lines_and_only_from_the_header() {
+        let content = b"Subject: a\r\nX-Pool: warm\r\nX-Campaign-ID: c1\r\n more\r\nFrom: <a@b>\r\nx-pool: again\r\n\r\nX-Pool: body stays\r\n";
+        let stripped = strip_control_fields(content).expect("fields to strip");
+        assert_eq!(
+            stripped,
+            b"Subject: a\r\nFrom: <a@b>\r\n\r\nX-Pool: body stays\r\n".to_vec()
+        );
+        assert_eq!(strip_control_fields(b"Subject: x\r\n\r\nX-Pool: body\r\n"), None);
+    }
+
+    #[test]
+    fn pool_table() {
+        type Expected = Result<Option<&'static str>, &'static str>;
+        let cases: &[(&[u8], Expected)] = &[
+            (b"X-Pool: warm\r\n\r\n", Ok(Some("warm"))),
+            (b"x-pool:   cold-2 \r\n\r\n", Ok(Some("cold-2"))),
+            (b"X-Pool:\r\n\r\n", Ok(None)),
+            (b"Subject: x\r\n\r\nX-Pool: body\r\n", Ok(None)),
+            (b"X-Pool: two words\r\n\r\n", Err("two words")),
+            (b"X-Pool: first\r\nX-Pool: second\r\n\r\n", Ok(Some("first"))),
+        ];
+        for (content, expected) in cases {
+            let got = pool_of(content);
+            let expected = expected
+                .map(|o| o.map(str::to_string))
+                .map_err(|v| BadPool(v.to_string()));
+            assert_eq!(got, expected, "{}", String::from_utf8_lossy(content));
+        }
+    }
 
     #[test]
     fn header_fields_handle_folding_and_stop_at_the_body() {

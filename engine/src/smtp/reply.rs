@@ -125,6 +125,19 @@ pub mod replies {
     pub fn authentication_required() -> Reply {
         Reply::new(530, "5.7.0", "Authentication required")
     }
+    /// 550 5.7.1 an `X-Pool` naming a pool the tenant may not use (or no pool at all).
+    pub fn pool_refused(pool: &str, tenant: &str) -> Reply {
+        let pool: String = pool
+            .chars()
+            .filter(|c| c.is_ascii_graphic() || *c == ' ')
+            .take(64)
+            .collect();
+        Reply::new(
+            550,
+            "5.7.1",
+            format!("Message rejected: X-Pool {pool:?} is not a pool tenant {tenant} may use"),
+        )
+    }
     /// 535 5.7.8 wrong credentials.
     pub fn bad_credentials() -> Reply {
         Reply::new(535, "5.7.8", "Error: authentication credentials invalid")

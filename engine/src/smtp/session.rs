@@ -563,14 +563,18 @@ impl Session {
         let Some(tenant) = self.tenant().cloned() else {
             return Step::Reply(replies::authentication_required());
         };
-        Step::Enqueue(Box::new(self.accepted(
-            transaction,
-            tenant,
-            campaign,
-            content,
-            checks.eight_bit,
-            now,
-        )))
+        let pool = match headers::pool_of(&content) {
+            Ok(Some(pool)) if !tenant.pools.contains(&pool) => {
+                return Step::Reply(replies::pool_refused(&pool, &tenant.name));
+            }
+            Ok(pool) => pool.unwrap_or_default(),
+            Err(headers::BadPool(value)) => return Step::Reply(replies::pool_refused(&value, &tenant.name)),
+        };
+        // The campaign and pool steer delivery; recipients never see them (nor are they signed).
+        let content = headers::strip_control_fields(&content).unwrap_or(content);
+        let mut accepted = self.accepted(transaction, tenant, campaign, content, checks.eight_bit, now);
+        accepted.message.envelope.pool = pool;
+        Step::Enqueue(Box::new(accepted))
     }
 
     /// Builds the spool record of a complete message.
@@ -605,6 +609,7 @@ impl Session {
         let envelope = Envelope {
             tenant: tenant.name.clone(),
             campaign,
+            pool: String::new(),
             sender: transaction.sender,
             recipients: transaction
                 .recipients

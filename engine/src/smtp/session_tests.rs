@@ -487,11 +487,64 @@ fn accepted_message_carries_envelope_and_trace_fields() {
         "{body}"
     );
     assert!(body.contains("with ESMTPA id ") && body.contains("(authenticated tenant acme)"));
+    assert!(body.ends_with("\r\n\r\n.dot\r\n"), "unstuffed: {body}");
     assert!(
-        body.ends_with("X-Campaign-ID: fall\r\n\r\n.dot\r\n"),
-        "unstuffed: {body}"
+        !body.contains("X-Campaign-ID"),
+        "the campaign field is not delivered: {body}"
     );
+    assert_eq!(envelope.pool, "", "no X-Pool: the tenant's default pool");
     assert_eq!(envelope.size, accepted.message.body.len() as u64);
+}
+
+/// The end of DATA of a message with these header lines from tenant acme (pools `default`, `warm`).
+fn pool_step(header: &str) -> Option<Step> {
+    let mut h = harness("127.0.0.1", false, false);
+    h.acme = Arc::new(Tenant {
+        pools: vec!["default".into(), "warm".into()],
+        ..(*acme()).clone()
+    });
+    script(
+        &mut h,
+        &[
+            ("EHLO client.example", "250"),
+            ("AUTH PLAIN AGFjbWUAc2VjcmV0", "235"),
+            ("MAIL FROM:<news@acme.example>", "250"),
+            ("RCPT TO:<bob@example.com>", "250"),
+            ("DATA", "354"),
+        ],
+    );
+    let content = format!("{header}Subject: hi\r\n\r\nbody\r\n.\r\n");
+    h.session.feed_data(content.as_bytes(), UNIX_EPOCH + NOW).1
+}
+
+#[test]
+fn x_pool_chooses_one_of_the_tenants_pools_and_is_not_delivered() {
+    let Some(Step::Enqueue(accepted)) = pool_step("X-Pool: warm\r\nX-Campaign-ID: c9\r\n") else {
+        panic!("expected an enqueue step")
+    };
+    assert_eq!(accepted.message.envelope.pool, "warm");
+    assert_eq!(accepted.message.envelope.campaign, "c9");
+    let body = String::from_utf8_lossy(&accepted.message.body).into_owned();
+    assert!(
+        !body.contains("X-Pool") && !body.contains("X-Campaign-ID"),
+        "{body}"
+    );
+    assert!(body.contains("Subject: hi\r\n"), "{body}");
+}
+
+#[test]
+fn x_pool_naming_another_pool_is_refused_with_550_naming_it() {
+    for header in ["X-Pool: cold\r\n", "X-Pool: not a pool\r\n"] {
+        let Some(Step::Reply(reply)) = pool_step(header) else {
+            panic!("{header}: expected a refusal")
+        };
+        let text = reply.to_string();
+        assert!(text.starts_with("550 5.7.1 "), "{header}: {text}");
+        assert!(
+            text.contains("cold") || text.contains("not a pool"),
+            "{header}: {text}"
+        );
+    }
 }
 
 #[test]

@@ -7,6 +7,7 @@ fn sample(recipients: Vec<Recipient>) -> Envelope {
     Envelope {
         tenant: "acme".into(),
         campaign: "spring-sale".into(),
+        pool: String::new(),
         sender: "bounces@acme.example".into(),
         recipients,
         size: 5_120,
@@ -35,6 +36,7 @@ fn table() -> Vec<Envelope> {
         Envelope {
             tenant: String::new(),
             campaign: String::new(),
+            pool: String::new(),
             sender: String::new(),
             recipients: vec![
                 r("", RecipientState::Queued, 127),
@@ -58,7 +60,23 @@ fn table() -> Vec<Envelope> {
     long_strings.tenant = "t".repeat(300);
     long_strings.campaign = "c".repeat(20_000);
     cases.push(long_strings);
+    let mut with_pool = sample(vec![r("p@q.r", RecipientState::Queued, 1)]);
+    with_pool.pool = "warm".into();
+    with_pool.smtputf8 = true;
+    cases.push(with_pool);
     cases
+}
+
+#[test]
+fn the_pool_costs_a_byte_only_when_chosen_and_sets_its_flag() {
+    let mut envelope = sample(vec![Recipient::queued("a@example.com")]);
+    let without = encode(&envelope);
+    assert_eq!(without[1] & FLAG_POOL, 0);
+    envelope.pool = "cold".into();
+    let with = encode(&envelope);
+    assert_eq!(with[1] & FLAG_POOL, FLAG_POOL);
+    assert_eq!(with.len(), without.len() + 1 + "cold".len());
+    assert_eq!(decode(&with).map(|e| e.pool), Ok("cold".to_string()));
 }
 
 #[test]
@@ -117,8 +135,8 @@ fn malformed_records_give_specific_errors() {
     cases.push((version, DecodeError::UnsupportedVersion(2)));
 
     let mut flags = good.clone();
-    flags[1] = 0x85;
-    cases.push((flags, DecodeError::UnknownFlags(0x84)));
+    flags[1] = 0x89;
+    cases.push((flags, DecodeError::UnknownFlags(0x88)));
 
     let mut trailing = good.clone();
     trailing.extend_from_slice(&[0, 0]);

@@ -47,6 +47,7 @@ pub fn envelope(id: MessageId, size: u64) -> Envelope {
     Envelope {
         tenant: format!("tenant{}", n % 3),
         campaign: format!("campaign{}", n % 5),
+        pool: String::new(),
         sender: if n.is_multiple_of(7) {
             String::new()
         } else {

@@ -7,6 +7,8 @@
 //!   for its tenant (reason `unsubscribe`), emits an `unsubscribe` event when newly suppressed.
 //! - `GET /tenants/{tenant}/suppressions?after=ADDR&limit=N`, and `GET`/`PUT`/`DELETE`
 //!   `/tenants/{tenant}/suppressions/{address}`: JSON; errors are `{"error": "..."}`.
+//! - `GET /v1/shaping`, `POST`/`GET /v1/suspensions`, `DELETE /v1/suspensions/{id}`: the ready queues
+//!   and the operator's suspensions (`shaping.rs`).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -23,6 +25,10 @@ use axum::routing::{get, post};
 use penguin_queue::{Spool, SpoolError, SuppressionEntry, SuppressionReason};
 use serde::Deserialize;
 use serde_json::{Value, json};
+
+mod shaping;
+
+pub use shaping::ShapingState;
 
 use crate::events::{Event, EventBus, EventKind};
 use crate::metrics::Metrics;
@@ -49,6 +55,8 @@ pub struct ApiState {
     pub config: Arc<ArcSwap<penguin_config::Config>>,
     /// The config file, quoted in the commands domain checks suggest.
     pub config_path: Option<std::path::PathBuf>,
+    /// Ready queues and suspensions.
+    pub shaping: ShapingState,
 }
 
 /// The tenant names the management API accepts: every configured tenant and `default`.
@@ -71,6 +79,15 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/reload", post(reload))
+        .route("/v1/shaping", get(shaping::shaping))
+        .route(
+            "/v1/suspensions",
+            get(shaping::list_suspensions).post(shaping::create_suspension),
+        )
+        .route(
+            "/v1/suspensions/{id}",
+            axum::routing::delete(shaping::delete_suspension),
+        )
         .route("/domains/{domain}/check", get(check_domain))
         .route("/u/{token}", get(unsubscribe_page).post(unsubscribe))
         .route("/tenants/{tenant}/suppressions", get(list_suppressions))
@@ -158,6 +175,7 @@ async fn metrics(State(state): State<Arc<ApiState>>) -> impl IntoResponse {
         .metrics
         .queue_messages
         .set(state.spool.queued_messages() as i64);
+    shaping::refresh_metrics(&state);
     (
         [(
             header::CONTENT_TYPE,

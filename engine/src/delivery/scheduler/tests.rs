@@ -1,0 +1,472 @@
+//! The scheduler as a state machine: items in, `poll` and `next` out, with the time given. Each test
+//! builds its settings from a real config snippet.
+
+use std::sync::{Arc, Mutex};
+
+use penguin_config::Config;
+use penguin_policy::BounceClass;
+use penguin_queue::MessageId;
+use smallvec::SmallVec;
+use tokio::sync::Notify;
+
+use super::*;
+use crate::events::{Event, EventBus, EventKind, EventSink};
+
+/// One second in microseconds.
+const S: u64 = 1_000_000;
+/// The test's start time.
+const T0: u64 = 1_800_000_000 * S;
+
+/// Collects events.
+#[derive(Default)]
+struct Collected(Mutex<Vec<Event>>);
+
+impl EventSink for Collected {
+    fn emit(&self, event: &Event) {
+        self.0.lock().expect("lock").push(event.clone());
+    }
+}
+
+impl Collected {
+    /// The events of `kind` so far.
+    fn of(&self, kind: EventKind) -> Vec<Event> {
+        self.0
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|e| e.kind == kind)
+            .cloned()
+            .collect()
+    }
+}
+
+/// A scheduler over the config `toml` (plus sources ip2/ip3 unless it defines its own), with the
+/// events it emits.
+fn scheduler(toml: &str) -> (Scheduler, Arc<Collected>) {
+    let config = Config::from_toml_str(toml).expect("test config");
+    let settings = Settings::from_config(&config).expect("settings");
+    let events = Arc::new(Collected::default());
+    let bus = EventBus::new(vec![Arc::clone(&events) as Arc<dyn EventSink>]);
+    (
+        Scheduler::new(Arc::new(settings), bus, Arc::new(Notify::new())),
+        events,
+    )
+}
+
+/// A route to a site whose single MX host is `mx`.
+fn route(mx: &str) -> Arc<Route> {
+    Arc::new(Route {
+        site: mx.to_string(),
+        hosts: vec![RouteHost {
+            name: mx.to_string(),
+            preference: 10,
+            addresses: vec!["127.0.0.2:25".parse().expect("addr")],
+        }],
+    })
+}
+
+/// Message number `n` (one item) of `tenant`/`campaign` to `domain`, added at `now`.
+fn add(
+    s: &mut Scheduler,
+    n: u32,
+    tenant: &str,
+    campaign: &str,
+    domain: &str,
+    mx: &str,
+    now: u64,
+) -> MessageId {
+    let id = MessageId::from_parts(1, n);
+    s.begin_message(id, 1);
+    let pool = s.settings().message_pool(tenant, "");
+    let item = Item {
+        id,
+        key: s.queue_key(tenant, campaign, domain),
+        pool,
+        recipients: SmallVec::from_slice(&[0]),
+        expires_at_us: T0 + 86_400 * S,
+    };
+    s.add_item(item, &route(mx), now);
+    id
+}
+
+/// The work a connection gets, or panics with what it got.
+fn send(s: &mut Scheduler, conn: ConnId, now: u64) -> Work {
+    match s.next(conn, now) {
+        Next::Send(work) => *work,
+        other => panic!("expected work at {now}, got {other:?}"),
+    }
+}
+
+/// When a connection is told to wait until, or panics.
+fn wait(s: &mut Scheduler, conn: ConnId, now: u64) -> u64 {
+    match s.next(conn, now) {
+        Next::Wait { until_us, .. } => until_us,
+        other => panic!("expected a wait at {now}, got {other:?}"),
+    }
+}
+
+const TWO_SOURCES: &str = r#"
+[[source]]
+name = "ip2"
+ip = "127.0.0.2"
+[[source]]
+name = "ip3"
+ip = "127.0.0.3"
+"#;
+
+#[test]
+fn an_item_opens_a_connection_that_takes_it_then_idles() {
+    let (mut s, _) = scheduler("");
+    let id = add(&mut s, 1, "acme", "c", "example.com", "mx.example.com", T0);
+    let opens = s.poll(T0);
+    assert_eq!(opens.len(), 1);
+    assert_eq!(&*opens[0].names.0, "default");
+    assert_eq!(&*opens[0].names.1, "mx.example.com");
+    let work = send(&mut s, opens[0].conn, T0);
+    assert_eq!(work.item.id, id);
+    assert_eq!((&*work.tenant, &*work.domain), ("acme", "example.com"));
+    assert!(matches!(s.next(opens[0].conn, T0), Next::Idle(_)));
+    assert!(
+        s.poll(T0).is_empty(),
+        "an idle connection takes new mail; none opens"
+    );
+    assert_eq!(
+        s.finish_item(id),
+        ItemEnd {
+            last: true,
+            retry_at_ms: None
+        }
+    );
+    s.connection_closed(opens[0].conn);
+    assert_eq!(s.connection_count(), 0);
+}
+
+#[test]
+fn an_unlimited_lane_opens_a_connection_per_item_up_to_its_cap() {
+    let (mut s, _) = scheduler("[shaping]\nmax_connections = 3\n");
+    for n in 0..5 {
+        add(&mut s, n, "acme", "c", "example.com", "mx.example.com", T0);
+    }
+    assert_eq!(s.poll(T0).len(), 3);
+    assert!(s.poll(T0).is_empty());
+}
+
+#[test]
+fn a_lane_rate_spaces_sends_evenly_and_waiting_counts_nothing() {
+    let (mut s, _) = scheduler("[shaping]\nmax_message_rate = \"60/min\"\n");
+    for n in 0..3 {
+        add(&mut s, n, "acme", "c", "example.com", "mx.example.com", T0);
+    }
+    let opens = s.poll(T0);
+    assert_eq!(
+        opens.len(),
+        1,
+        "a rate-limited lane opens one connection per slot"
+    );
+    let conn = opens[0].conn;
+    send(&mut s, conn, T0);
+    assert_eq!(wait(&mut s, conn, T0 + S / 2), T0 + S);
+    send(&mut s, conn, T0 + S);
+    assert_eq!(wait(&mut s, conn, T0 + S), T0 + 2 * S);
+    send(&mut s, conn, T0 + 2 * S);
+    assert!(matches!(s.next(conn, T0 + 2 * S), Next::Idle(_)));
+}
+
+#[test]
+fn a_tenant_rate_holds_only_that_tenants_mail_on_every_site() {
+    let toml = r#"
+[[tenant]]
+name = "slow"
+username = "slow"
+password_hash = "$argon2id$v=19$m=19456,t=2,p=1$nzIbkXqeHX81M+OdMdURGg$lMD+wmUI3emIbCXjveh2b+qWc0EfOWTvlxSjA5Hw31w"
+sender_domains = ["slow.example"]
+max_message_rate = "2/min"
+"#;
+    let (mut s, _) = scheduler(toml);
+    add(&mut s, 1, "slow", "c", "a.example", "mx.a.example", T0);
+    add(&mut s, 2, "slow", "c", "b.example", "mx.b.example", T0);
+    add(&mut s, 3, "fast", "c", "b.example", "mx.b.example", T0);
+    let opens = s.poll(T0);
+    assert_eq!(opens.len(), 2 + 1, "site a: one item; site b: two items");
+    let conn_a = opens[0].conn;
+    let conn_b = opens[1].conn;
+    assert_eq!(send(&mut s, conn_a, T0).item.id.sequence(), 1);
+    assert_eq!(
+        send(&mut s, conn_b, T0).item.id.sequence(),
+        3,
+        "the other tenant's mail is not held back"
+    );
+    assert_eq!(wait(&mut s, conn_b, T0), T0 + 30 * S, "2/min: the next in 30 s");
+    assert_eq!(send(&mut s, conn_b, T0 + 30 * S).item.id.sequence(), 2);
+}
+
+#[test]
+fn a_domain_rate_applies_across_sources() {
+    let toml = format!(
+        "{TWO_SOURCES}\n[[shaping.domain]]\ndomain = \"small.example\"\nmax_message_rate = \"1/min\"\n"
+    );
+    let (mut s, _) = scheduler(&toml);
+    for n in 0..4 {
+        add(&mut s, n, "acme", "c", "small.example", "mx.small.example", T0);
+    }
+    let opens = s.poll(T0);
+    assert_eq!(
+        opens.len(),
+        4,
+        "two items on each source's lane, one connection each"
+    );
+    let mut sent = 0;
+    let mut waits = Vec::new();
+    for open in &opens {
+        match s.next(open.conn, T0) {
+            Next::Send(_) => sent += 1,
+            Next::Wait { until_us, .. } => waits.push(until_us),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(sent, 1, "one message a minute to the domain, whatever the source");
+    assert!(waits.iter().all(|&t| t == T0 + 60 * S), "{waits:?}");
+}
+
+#[test]
+fn weights_split_the_items_between_sources() {
+    let toml = format!(
+        "{TWO_SOURCES}\n[[pool]]\nname = \"default\"\nsources = [\"ip2\", {{ name = \"ip3\", weight = 3 }}]\n"
+    );
+    let (mut s, _) = scheduler(&toml);
+    for n in 0..400 {
+        add(&mut s, n, "acme", "c", "example.com", "mx.example.com", T0);
+    }
+    let view = s.view(T0);
+    let queued: Vec<(String, usize)> = view.queues.iter().map(|q| (q.source.clone(), q.queued)).collect();
+    assert_eq!(queued, vec![("ip2".to_string(), 100), ("ip3".to_string(), 300)]);
+}
+
+#[test]
+fn a_yahoo_deferral_suspends_the_source_for_the_provider_and_moves_its_mail() {
+    let (mut s, events) = scheduler(TWO_SOURCES);
+    let yahoo = "mta5.am0.yahoodns.net";
+    for n in 0..4 {
+        add(&mut s, n, "acme", "c", "yahoo.com", yahoo, T0);
+    }
+    let opens = s.poll(T0);
+    let work = send(&mut s, opens[0].conn, T0);
+    let lane = work.lane;
+    let reply = Feedback {
+        code: 421,
+        enhanced: Some("4.7.0"),
+        text: "[TSS04] Messages from 127.0.0.2 temporarily deferred due to unexpected volume or user complaints",
+        class: BounceClass::RateLimited,
+    };
+    assert_eq!(
+        s.feedback(lane, Some(work.item.id), &reply, T0),
+        ReplyEffect::None
+    );
+    assert!(
+        matches!(s.next(opens[0].conn, T0), Next::Close),
+        "the suspended lane closes"
+    );
+    let suspended = events.of(EventKind::Suspended);
+    assert_eq!(suspended.len(), 1);
+    assert_eq!(suspended[0].until, Some((T0 + 7200 * S) / 1000));
+    assert_eq!(suspended[0].provider.as_deref(), Some("yahoo"));
+    let view = s.view(T0);
+    let held = view
+        .queues
+        .iter()
+        .find(|q| q.queued == 0 && q.suspended_until.is_some());
+    let other = view
+        .queues
+        .iter()
+        .find(|q| q.queued > 0)
+        .expect("a queue with the mail");
+    assert!(held.is_some(), "{view:?}");
+    assert!(
+        other.suspended_until.is_none(),
+        "the mail moved to the other source: {view:?}"
+    );
+    assert_eq!(other.queued, 3);
+    // Two hours later the suspension ends by itself.
+    s.poll(T0 + 7200 * S + 1);
+    assert_eq!(events.of(EventKind::Resumed).len(), 1);
+}
+
+#[test]
+fn throttling_halves_the_rate_once_per_cooldown_and_recovery_climbs_back() {
+    let (mut s, events) = scheduler("[shaping]\nmax_message_rate = \"60/min\"\n");
+    add(&mut s, 1, "acme", "c", "example.com", "mx.example.com", T0);
+    let opens = s.poll(T0);
+    let work = send(&mut s, opens[0].conn, T0);
+    let reply = Feedback {
+        code: 421,
+        enhanced: Some("4.7.0"),
+        text: "Too many messages, slow down",
+        class: BounceClass::RateLimited,
+    };
+    for second in 0..30 {
+        s.feedback(work.lane, None, &reply, T0 + second * S);
+    }
+    let adjusted = events.of(EventKind::ShapingAdjusted);
+    assert_eq!(adjusted.len(), 1, "at most once per cooldown (1 min)");
+    assert_eq!(adjusted[0].rate_before, Some(1.0));
+    assert_eq!(adjusted[0].rate_after, Some(0.5));
+    assert_eq!(s.view(T0).queues[0].effective_rate, Some(0.5));
+    // No throttle for 5 minutes after the last one: +1/10 of the configured rate.
+    s.poll(T0 + 29 * S + 300 * S);
+    let adjusted = events.of(EventKind::ShapingAdjusted);
+    assert_eq!(adjusted.len(), 2, "{adjusted:?}");
+    assert!((adjusted[1].rate_after.unwrap_or(0.0) - 0.6).abs() < 1e-9);
+}
+
+#[test]
+fn an_operator_suspension_of_a_campaign_holds_only_its_mail_until_lifted() {
+    let (mut s, events) = scheduler("");
+    add(&mut s, 1, "acme", "spring", "example.com", "mx.example.com", T0);
+    add(&mut s, 2, "acme", "fall", "example.com", "mx.example.com", T0);
+    let suspension = OperatorSuspension {
+        id: "s1".into(),
+        scope: OperatorScope {
+            campaign: Some("spring".into()),
+            ..OperatorScope::default()
+        },
+        until_us: T0 + 3600 * S,
+        reason: "complaints".into(),
+        created_us: T0,
+    };
+    s.add_suspension(suspension, T0).expect("valid scope");
+    let opens = s.poll(T0);
+    let conn = opens[0].conn;
+    assert_eq!(send(&mut s, conn, T0).item.id.sequence(), 2);
+    assert_eq!(wait(&mut s, conn, T0), T0 + 3600 * S, "spring waits for the end");
+    assert!(s.remove_suspension("s1", T0 + S).is_some());
+    assert_eq!(send(&mut s, conn, T0 + S).item.id.sequence(), 1);
+    assert_eq!(events.of(EventKind::Suspended).len(), 1);
+    assert_eq!(
+        events.of(EventKind::Resumed)[0].reason.as_deref(),
+        Some("deleted")
+    );
+}
+
+#[test]
+fn an_empty_scope_is_refused() {
+    let (mut s, _) = scheduler("");
+    let suspension = OperatorSuspension {
+        id: "s".into(),
+        scope: OperatorScope::default(),
+        until_us: T0 + S,
+        reason: String::new(),
+        created_us: T0,
+    };
+    assert_eq!(s.add_suspension(suspension, T0), Err(SuspensionError::EmptyScope));
+}
+
+#[test]
+fn a_source_suspension_moves_mail_to_the_pools_other_source() {
+    let (mut s, _) = scheduler(TWO_SOURCES);
+    for n in 0..10 {
+        add(&mut s, n, "acme", "c", "example.com", "mx.example.com", T0);
+    }
+    let suspension = OperatorSuspension {
+        id: "s".into(),
+        scope: OperatorScope {
+            source: Some("ip2".into()),
+            ..OperatorScope::default()
+        },
+        until_us: T0 + 60 * S,
+        reason: "maintenance".into(),
+        created_us: T0,
+    };
+    s.add_suspension(suspension, T0).expect("scope");
+    let view = s.view(T0);
+    let ip2: usize = view
+        .queues
+        .iter()
+        .filter(|q| q.source == "ip2")
+        .map(|q| q.queued)
+        .sum();
+    let ip3: usize = view
+        .queues
+        .iter()
+        .filter(|q| q.source == "ip3")
+        .map(|q| q.queued)
+        .sum();
+    assert_eq!((ip2, ip3), (0, 10));
+    assert!(s.poll(T0).iter().all(|open| &*open.names.0 == "ip3"));
+}
+
+#[test]
+fn a_connection_closes_after_its_share_of_deliveries() {
+    let (mut s, _) = scheduler("[shaping]\nmax_deliveries_per_connection = 2\nmax_connections = 1\n");
+    for n in 0..3 {
+        add(&mut s, n, "acme", "c", "example.com", "mx.example.com", T0);
+    }
+    let conn = s.poll(T0)[0].conn;
+    send(&mut s, conn, T0);
+    send(&mut s, conn, T0);
+    assert!(matches!(s.next(conn, T0), Next::Close));
+    s.connection_closed(conn);
+    assert_eq!(s.poll(T0).len(), 1, "a new connection for the rest");
+}
+
+#[test]
+fn the_total_cap_asks_an_idle_connection_elsewhere_to_close() {
+    let (mut s, _) = scheduler("[delivery]\nmax_connections = 1\n");
+    add(&mut s, 1, "acme", "c", "a.example", "mx.a.example", T0);
+    let conn_a = s.poll(T0)[0].conn;
+    send(&mut s, conn_a, T0);
+    assert!(matches!(s.next(conn_a, T0), Next::Idle(_)));
+    add(&mut s, 2, "acme", "c", "b.example", "mx.b.example", T0);
+    assert!(s.poll(T0).is_empty(), "no slot free");
+    assert!(
+        matches!(s.next(conn_a, T0), Next::Close),
+        "the idle one gives its slot up"
+    );
+    s.connection_closed(conn_a);
+    let opens = s.poll(T0);
+    assert_eq!(opens.len(), 1);
+    assert_eq!(&*opens[0].names.1, "mx.b.example");
+}
+
+#[test]
+fn a_failed_connection_takes_the_lanes_sendable_items_with_it() {
+    let (mut s, _) = scheduler("[shaping]\nmax_connections = 1\n");
+    for n in 0..3 {
+        add(&mut s, n, "acme", "c", "example.com", "mx.example.com", T0);
+    }
+    let conn = s.poll(T0)[0].conn;
+    send(&mut s, conn, T0);
+    assert_eq!(s.connect_failed(conn).len(), 2);
+    assert_eq!(s.view(T0).queues[0].queued, 0);
+}
+
+#[test]
+fn an_item_past_its_age_is_set_aside_as_expired() {
+    let (mut s, _) = scheduler("");
+    let id = MessageId::from_parts(1, 9);
+    s.begin_message(id, 1);
+    let pool = s.settings().message_pool("acme", "");
+    let item = Item {
+        id,
+        key: s.queue_key("acme", "c", "example.com"),
+        pool,
+        recipients: SmallVec::from_slice(&[0]),
+        expires_at_us: T0 + S,
+    };
+    s.add_item(item, &route("mx.example.com"), T0);
+    let conn = s.poll(T0)[0].conn;
+    assert!(matches!(s.next(conn, T0 + 2 * S), Next::Idle(_)));
+    let expired = s.take_expired();
+    assert_eq!(expired.len(), 1);
+    assert_eq!(expired[0].item.id, id);
+}
+
+#[test]
+fn a_message_with_two_domains_ends_with_its_second_item() {
+    let (mut s, _) = scheduler("");
+    let id = MessageId::from_parts(1, 1);
+    s.begin_message(id, 2);
+    assert!(s.message_lock(id).is_some(), "two items share a lock");
+    assert!(!s.finish_item(id).last);
+    assert!(s.finish_item(id).last);
+    assert!(!s.has_message(id));
+}

@@ -1,0 +1,318 @@
+//! One outbound connection's worker. It belongs to one ready queue (source, site): it takes its first
+//! item, connects from the source's address to the site's hosts (next host on failure), then sends
+//! item after item as the scheduler hands them out, waits when a limit says so, and closes when its
+//! share of deliveries is used up, the queue is suspended, or no work comes within the idle timeout.
+//! Its [`Ticket`] gives the connection slot back to the scheduler however the worker ends.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use penguin_policy::NetworkFailure;
+use tokio::sync::Notify;
+
+use super::client::{ClientSettings, Connection, SessionError, Transaction};
+use super::outcome::{Attempt, ConnectionInfo};
+use super::scheduler::{ConnId, Feedback, Next, Open, ReplyEffect, Work};
+use super::{Delivery, routing};
+
+/// How long QUIT may take when a connection closes.
+const QUIT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where a connection goes, for events: source, site, provider, and the pool of each item.
+#[derive(Clone, Debug)]
+pub(super) struct LaneNames {
+    /// Source name.
+    pub source: Arc<str>,
+    /// Site name.
+    pub site: Arc<str>,
+    /// Provider name.
+    pub provider: Arc<str>,
+}
+
+/// A counted connection: dropping it tells the scheduler the slot is free.
+struct Ticket {
+    /// Its id.
+    conn: ConnId,
+    /// The delivery side (scheduler and driver).
+    delivery: Arc<Delivery>,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.delivery.lock().connection_closed(self.conn);
+        self.delivery.driver.notify_one();
+    }
+}
+
+/// The result of sending one item.
+struct Sent {
+    /// Per recipient (index in the envelope): what happened.
+    attempts: Vec<(usize, Attempt)>,
+    /// Whether the connection may carry another transaction.
+    reusable: bool,
+}
+
+impl Delivery {
+    /// The worker of connection `open` (see the module documentation).
+    pub(super) async fn run_connection(self: Arc<Self>, open: Open) {
+        let ticket = Ticket {
+            conn: open.conn,
+            delivery: Arc::clone(&self),
+        };
+        let names = LaneNames {
+            source: Arc::clone(&open.names.0),
+            site: Arc::clone(&open.names.1),
+            provider: Arc::clone(&open.names.2),
+        };
+        let Next::Send(first) = self.lock().next(open.conn, self.clock.now_us()) else {
+            return;
+        };
+        let settings = ClientSettings {
+            helo: open.source.ehlo_name.clone(),
+            source_ip: open.source.ip,
+            ..self.settings.client.clone()
+        };
+        let mut connection = match self.open_to(&open, &settings).await {
+            Ok(connection) => connection,
+            Err((error, at)) => {
+                self.connection_failed(&open, &names, *first, &error, &at).await;
+                return;
+            }
+        };
+        let mut work = *first;
+        loop {
+            let sent = self.send_item(&mut connection, &open, &settings, &work).await;
+            self.report(&open, &names, work, sent.attempts).await;
+            if !sent.reusable {
+                break;
+            }
+            match self.next_work(ticket.conn).await {
+                Some(next) => work = next,
+                None => break,
+            }
+        }
+        connection.quit(QUIT_TIMEOUT).await;
+        drop(ticket);
+    }
+
+    /// Asks the scheduler for the next item, waiting as it says (for a rate slot, or for work up to
+    /// the idle timeout); None when the connection should close.
+    async fn next_work(&self, conn: ConnId) -> Option<Work> {
+        let idle = self.settings.idle_timeout;
+        let mut idled = false;
+        loop {
+            let now_us = self.clock.now_us();
+            let next = self.lock().next(conn, now_us);
+            match next {
+                Next::Send(work) => return Some(*work),
+                Next::Close => return None,
+                Next::Wait { until_us, notify } => {
+                    let wait = Duration::from_micros(until_us.saturating_sub(now_us));
+                    if wait > idle {
+                        return None;
+                    }
+                    let deadline = crate::clock::from_unix_micros(until_us);
+                    tokio::select! {
+                        _ = self.clock.sleep_until(deadline) => {}
+                        _ = notify.notified() => {}
+                    }
+                }
+                Next::Idle(notify) => {
+                    if idled {
+                        return None;
+                    }
+                    idled = !wait_for_work(&notify, idle).await;
+                }
+            }
+        }
+    }
+
+    /// Connects to the route's hosts in order (next address on failure) from the source.
+    async fn open_to(
+        &self,
+        open: &Open,
+        settings: &ClientSettings,
+    ) -> Result<Connection, (SessionError, ConnectionInfo)> {
+        let mut last = None;
+        for (host, address) in routing::targets(&open.route) {
+            match Connection::open(address, &host, settings).await {
+                Ok(connection) => return Ok(connection),
+                Err(error) => {
+                    let at = ConnectionInfo {
+                        mx: Some(host),
+                        source_ip: open.source.ip,
+                        tls: None,
+                    };
+                    last = Some((error, at));
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            let error = SessionError::Network {
+                failure: NetworkFailure::NoAddresses,
+                detail: "no address to try".into(),
+            };
+            (error, ConnectionInfo::default())
+        }))
+    }
+
+    /// Sends one item's recipients in transactions of at most the lane's size. A reused connection
+    /// that turns out dead before the data is replaced once.
+    async fn send_item(
+        &self,
+        connection: &mut Connection,
+        open: &Open,
+        settings: &ClientSettings,
+        work: &Work,
+    ) -> Sent {
+        let loaded = match self.load(work.item.id) {
+            Ok(Some(loaded)) => loaded,
+            Ok(None) => {
+                return Sent {
+                    attempts: Vec::new(),
+                    reusable: true,
+                };
+            }
+            Err(error) => {
+                tracing::error!(id = %work.item.id, %error, "cannot read a queued message");
+                let failure = Attempt::from_failure(
+                    NetworkFailure::Disconnected,
+                    "spool read failed",
+                    &ConnectionInfo::default(),
+                );
+                let attempts = work
+                    .item
+                    .recipients
+                    .iter()
+                    .map(|&i| (usize::from(i), failure.clone()))
+                    .collect();
+                return Sent {
+                    attempts,
+                    reusable: true,
+                };
+            }
+        };
+        let mut attempts = Vec::with_capacity(work.item.recipients.len());
+        let indexes: Vec<usize> = work.item.recipients.iter().map(|&i| usize::from(i)).collect();
+        for chunk in indexes.chunks(open.max_recipients.max(1)) {
+            let recipients: Vec<String> = chunk
+                .iter()
+                .filter_map(|&i| loaded.envelope.recipients.get(i).map(|r| r.address.clone()))
+                .collect();
+            let tx = Transaction {
+                sender: &loaded.envelope.sender,
+                recipients: &recipients,
+                body: &loaded.body,
+                smtputf8: loaded.envelope.smtputf8,
+                eight_bit: loaded.envelope.eight_bit,
+            };
+            let mut result = connection.send(&tx, self.settings.client.timeouts).await;
+            if connection.transactions > 0
+                && matches!(&result, Err(SessionError::Network { failure, .. }) if *failure != NetworkFailure::DisconnectedAfterData)
+                && let Ok(fresh) = self.open_to(open, settings).await
+            {
+                // A reused connection died (the server closed it while idle): one fresh try.
+                let old = std::mem::replace(connection, fresh);
+                tokio::spawn(old.quit(QUIT_TIMEOUT));
+                result = connection.send(&tx, self.settings.client.timeouts).await;
+            }
+            let at = connection_info(connection);
+            match result {
+                Ok(replies) => {
+                    attempts.extend(
+                        chunk
+                            .iter()
+                            .zip(&replies)
+                            .map(|(&i, reply)| (i, Attempt::from_reply(reply, &at))),
+                    );
+                }
+                Err(error) => {
+                    let attempt = Attempt::from_error(&error, &at);
+                    attempts.extend(chunk.iter().map(|&i| (i, attempt.clone())));
+                }
+            }
+            if !connection.is_usable() {
+                break;
+            }
+        }
+        let sent_all = attempts.len() == indexes.len();
+        let reusable = sent_all && connection.is_usable() && !connection.has_unread_input();
+        Sent { attempts, reusable }
+    }
+
+    /// Feeds the distinct failed replies into the closed loop and rules, then finishes the item.
+    async fn report(&self, open: &Open, names: &LaneNames, work: Work, mut attempts: Vec<(usize, Attempt)>) {
+        let now_us = self.clock.now_us();
+        let mut bounced: Vec<String> = Vec::new();
+        {
+            let mut scheduler = self.lock();
+            let mut seen: Vec<&str> = Vec::new();
+            for (_, attempt) in &attempts {
+                let Some(class) = attempt.class() else {
+                    continue;
+                };
+                let text = attempt.response.text.as_str();
+                if seen.contains(&text) {
+                    continue;
+                }
+                seen.push(text);
+                let feedback = Feedback {
+                    code: attempt.response.code,
+                    enhanced: attempt.response.enhanced.as_deref(),
+                    text,
+                    class,
+                };
+                if scheduler.feedback(open.lane, Some(work.item.id), &feedback, now_us) == ReplyEffect::Bounce
+                {
+                    bounced.push(text.to_string());
+                }
+            }
+        }
+        for (_, attempt) in &mut attempts {
+            if bounced.contains(&attempt.response.text)
+                && let Some(class) = attempt.class()
+            {
+                attempt.outcome = penguin_policy::Outcome::Permanent(class);
+            }
+        }
+        self.finish_item(&work, Some(names), attempts).await;
+    }
+
+    /// Connecting failed on every address: the first item, and the lane's other sendable items when
+    /// no other connection works, take the failure (one attempt each); a refusal at the greeting
+    /// also feeds the closed loop and rules.
+    async fn connection_failed(
+        &self,
+        open: &Open,
+        names: &LaneNames,
+        first: Work,
+        error: &SessionError,
+        at: &ConnectionInfo,
+    ) {
+        let attempt = Attempt::from_error(error, at);
+        let others = self.lock().connect_failed(open.conn);
+        for work in std::iter::once(first).chain(others) {
+            let attempts = work
+                .item
+                .recipients
+                .iter()
+                .map(|&i| (usize::from(i), attempt.clone()))
+                .collect();
+            self.report(open, names, work, attempts).await;
+        }
+    }
+}
+
+/// Waits for work up to `idle`; false when the time ran out.
+async fn wait_for_work(notify: &Notify, idle: Duration) -> bool {
+    tokio::time::timeout(idle, notify.notified()).await.is_ok()
+}
+
+/// Where an attempt happened, from its connection.
+fn connection_info(connection: &Connection) -> ConnectionInfo {
+    ConnectionInfo {
+        mx: Some(connection.host.clone()),
+        source_ip: connection.local_ip,
+        tls: connection.tls.clone(),
+    }
+}
