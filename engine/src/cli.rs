@@ -11,7 +11,8 @@ use penguin_config::{Config, DEFAULT_CONFIG_TOML};
 use crate::check_domain::cli::CheckDomainArgs;
 use crate::dkim_cli::{self, DkimCommand};
 use crate::queue_cli::{self, QueueCommand};
-use crate::server::{self, Listeners};
+use crate::server::{self, Listeners, ServeError};
+use crate::shaping_cli::{self, ApiCommand};
 
 /// penguin-mta: the sending engine of PenguinMails.
 #[derive(Debug, Parser)]
@@ -55,6 +56,9 @@ enum Command {
     /// Check a sender domain's DNS (SPF, DKIM, DMARC, MX, PTR of the egress IPs); exit code 1 if a
     /// check fails.
     CheckDomain(CheckDomainArgs),
+    /// Commands that talk to a running server's HTTP API (traffic shaping).
+    #[command(flatten)]
+    Api(ApiCommand),
 }
 
 /// Parses the arguments, runs the command, and maps the result to an exit code.
@@ -70,6 +74,7 @@ pub fn main() -> ExitCode {
         Command::Queue { command } => queue_cli::run(command),
         Command::Dkim { command } => dkim_cli::run(command),
         Command::CheckDomain(args) => return crate::check_domain::cli::run(args),
+        Command::Api(command) => shaping_cli::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -93,6 +98,13 @@ pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
 fn serve(config_path: Option<&Path>) -> anyhow::Result<()> {
     init_logging();
     let config = load_config(config_path)?;
+    // Before anything listens: a source that cannot bind its address would never send what is accepted.
+    crate::egress_check::check(&config)
+        .map_err(ServeError::Egress)
+        .with_context(|| match config_path {
+            Some(path) => format!("invalid config {}", path.display()),
+            None => "invalid embedded default config".to_owned(),
+        })?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -136,7 +148,8 @@ fn init_logging() {
         .try_init();
 }
 
-/// `check-config FILE`.
+/// `check-config FILE`: validation, then what needs this host: the TLS files, and that every egress
+/// address is local.
 fn check_config(file: &Path) -> ExitCode {
     let config = match Config::load(file) {
         Ok(config) => config,
@@ -148,8 +161,18 @@ fn check_config(file: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let mut problems = Vec::new();
     if let Some(Err(error)) = config.tls.as_ref().map(crate::tls::acceptor) {
-        eprintln!("{}: invalid config\n  {error}", file.display());
+        problems.push(error.to_string());
+    }
+    if let Err(errors) = crate::egress_check::check(&config) {
+        problems.extend(errors.iter().map(ToString::to_string));
+    }
+    if !problems.is_empty() {
+        eprintln!("{}: invalid config", file.display());
+        for problem in &problems {
+            eprintln!("  {problem}");
+        }
         return ExitCode::FAILURE;
     }
     println!("{}: ok", file.display());

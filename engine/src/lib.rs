@@ -5,17 +5,20 @@
 //! caller (port 0 in tests) and a shutdown future. See ARCHITECTURE.md for the map.
 
 pub mod api;
+pub mod api_client;
 pub mod check_domain;
 pub mod cli;
 pub mod clock;
 pub mod delivery;
 pub mod dkim_cli;
+pub mod egress_check;
 pub mod event_log;
 pub mod events;
 pub mod metrics;
 pub mod queue_cli;
 pub mod reload;
 pub mod server;
+pub mod shaping_cli;
 pub mod smtp;
 pub mod timefmt;
 pub mod tls;

@@ -1,8 +1,10 @@
 //! Run-time reload of the config file, on SIGHUP or `POST /reload`, without a restart: the `[dkim]`
 //! section (which selectors sign which domain — key rotation — and the missing-key action) and the
-//! `[[tenant]]` list (accounts, passwords, sender domains, `list_unsubscribe`, `dkim_missing_key`).
-//! Sessions already authenticated keep the tenant they logged in as. Other changes need a restart;
-//! the reload reports which sections differ so the operator knows.
+//! `[[tenant]]` list (accounts, passwords, sender domains, `list_unsubscribe`, `dkim_missing_key`, and
+//! `pools`: what `X-Pool` may pick). Sessions already authenticated keep the tenant they logged in as.
+//! Other changes need a restart — among them the delivery scheduler's settings (`[[source]]`, `[[pool]]`,
+//! `[[provider]]`, `[shaping]`, a tenant's `pool` and `max_message_rate`); the reload reports which
+//! sections differ so the operator knows.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -131,7 +133,35 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
             .collect()
     };
     check("tenant.dsn", dsn_off(old) != dsn_off(new));
+    // The scheduler's settings are built once, at start: egress, providers, limits, rules, and per
+    // tenant its default pool and rate (the pools X-Pool may pick live in the reloaded directory).
+    check("source", old.source != new.source);
+    check("pool", old.pool != new.pool);
+    check("provider", old.provider != new.provider);
+    check("shaping", old.shaping != new.shaping);
+    check("tenant.pool", tenant_pools(old) != tenant_pools(new));
+    check("tenant.max_message_rate", tenant_rates(old) != tenant_rates(new));
     changed
+}
+
+/// The tenants with a default pool other than `default` (a tenant the scheduler does not know sends
+/// through `default`, so a new tenant without `pool` needs no restart).
+fn tenant_pools(config: &Config) -> Vec<(String, String)> {
+    config
+        .tenant
+        .iter()
+        .map(|t| (t.name.clone(), config.tenant_pools(&t.name).0))
+        .filter(|(_, pool)| pool != penguin_config::DEFAULT_POOL)
+        .collect()
+}
+
+/// The tenants with a `max_message_rate` (one the scheduler does not know has none).
+fn tenant_rates(config: &Config) -> Vec<(String, penguin_config::MessageRate)> {
+    config
+        .tenant
+        .iter()
+        .filter_map(|t| Some((t.name.clone(), t.max_message_rate?)))
+        .collect()
 }
 
 #[cfg(test)]
@@ -147,5 +177,76 @@ mod tests {
         new.delivery.port = 2526;
         new.dkim.key_dir = "elsewhere".into();
         assert_eq!(needs_restart(&old, &new), ["delivery", "dkim.key_dir"]);
+    }
+
+    /// A config from TOML (the embedded defaults for everything else).
+    fn config(toml: &str) -> Config {
+        Config::from_toml_str(toml).unwrap_or_else(|e| panic!("{e}\n{toml}"))
+    }
+
+    /// A `[[tenant]]` named `name` with extra lines.
+    fn tenant(name: &str, extra: &str) -> String {
+        format!(
+            "[[tenant]]\nname = \"{name}\"\nusername = \"{name}\"\n\
+             password_hash = \"$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaA\"\n\
+             sender_domains = [\"{name}.example\"]\n{extra}"
+        )
+    }
+
+    #[test]
+    fn shaping_settings_are_reported_but_the_pools_a_tenant_may_pick_are_applied() {
+        let egress = "[[source]]\nname = \"ip1\"\nip = \"127.0.0.2\"\n\
+                      [[source]]\nname = \"ip2\"\nip = \"127.0.0.3\"\n\
+                      [[pool]]\nname = \"bulk\"\nsources = [\"ip2\"]\n";
+        let base = config(&format!("{egress}{}", tenant("acme", "")));
+        let cases: [(String, &[&str]); 9] = [
+            (format!("{egress}{}", tenant("acme", "pools = [\"bulk\"]\n")), &[]),
+            (
+                format!("{egress}{}{}", tenant("acme", ""), tenant("globex", "")),
+                &[],
+            ),
+            (format!("{egress}{}", tenant("acme", "pool = \"default\"\n")), &[]),
+            (
+                format!("{egress}{}", tenant("acme", "pool = \"bulk\"\n")),
+                &["tenant.pool"],
+            ),
+            (
+                format!("{egress}{}", tenant("acme", "max_message_rate = \"10/min\"\n")),
+                &["tenant.max_message_rate"],
+            ),
+            (
+                format!(
+                    "{}{}",
+                    egress.replace("127.0.0.3", "127.0.0.4"),
+                    tenant("acme", "")
+                ),
+                &["source"],
+            ),
+            (
+                format!(
+                    "{}{}",
+                    egress.replace("[\"ip2\"]", "[\"ip1\", \"ip2\"]"),
+                    tenant("acme", "")
+                ),
+                &["pool"],
+            ),
+            (
+                format!(
+                    "{egress}[[provider]]\nname = \"corp\"\nmx_suffixes = [\"mx.corp.example\"]\n{}",
+                    tenant("acme", "")
+                ),
+                &["provider"],
+            ),
+            (
+                format!(
+                    "{egress}[shaping]\nmax_message_rate = \"5/s\"\n{}",
+                    tenant("acme", "")
+                ),
+                &["shaping"],
+            ),
+        ];
+        for (toml, expected) in cases {
+            assert_eq!(needs_restart(&base, &config(&toml)), expected, "{toml}");
+        }
     }
 }

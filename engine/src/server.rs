@@ -67,6 +67,10 @@ pub enum ServeError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// An egress address of the config (`source[i].ip`, `delivery.source_ip`) is not an address of this
+    /// host (see [`crate::egress_check`]).
+    #[error("{0}")]
+    Egress(penguin_config::ConfigErrors),
     /// The spool could not be opened or closed.
     #[error("spool.path: {0}")]
     Spool(#[from] SpoolError),

@@ -1,5 +1,6 @@
-//! The `penguin-mta` command line, run as the real binary: check-config, print-default-config,
-//! hash-password, queue ls/summary, and serve with the embedded default config.
+//! The `penguin-mta` command line, run as the real binary: check-config (with the local-address check of
+//! the egress sources), print-default-config, hash-password, queue ls/summary, and serve with the
+//! embedded default config or refusing a source address of another host.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -97,6 +98,69 @@ async fn check_config_names_tls_cert_when_the_file_is_missing() {
     let output = check_config_text(dir.path(), "tls.toml", &text).await;
     assert_names_fields(&output, &["tls.cert"]);
     assert!(stderr(&output).contains(arg(&missing)), "{}", stderr(&output));
+}
+
+/// `[[source]]` entries with these addresses (names ip0, ip1, ...).
+fn sources_toml(ips: &[&str]) -> String {
+    ips.iter()
+        .enumerate()
+        .map(|(index, ip)| format!("[[source]]\nname = \"ip{index}\"\nip = \"{ip}\"\n"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_config_accepts_local_source_addresses() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Every 127.0.0.0/8 address is an address of this host on Linux.
+    let output = check_config_text(
+        dir.path(),
+        "local.toml",
+        &sources_toml(&["127.0.0.2", "127.0.0.3"]),
+    )
+    .await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(String::from_utf8_lossy(&output.stdout).ends_with("local.toml: ok\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_config_names_a_source_address_that_is_not_local() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // 192.0.2.0/24 is TEST-NET-1: never an address of this host.
+    let output = check_config_text(
+        dir.path(),
+        "foreign.toml",
+        &sources_toml(&["127.0.0.2", "192.0.2.7"]),
+    )
+    .await;
+    assert_names_fields(&output, &["source[1].ip"]);
+    let text = stderr(&output);
+    assert!(
+        text.contains("source[1].ip: 192.0.2.7 is not an address of this host (bind failed: "),
+        "{text}"
+    );
+    assert!(!text.contains("source[0]"), "127.0.0.2 is local: {text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_refuses_a_source_address_that_is_not_local_before_listening() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = test_config(dir.path());
+    config.source = Config::from_toml_str(&sources_toml(&["192.0.2.7"]))
+        .expect("valid sources")
+        .source;
+    let path = binary::write_config(dir.path(), &mut config);
+    let output = cli(&["serve", "--config", arg(&path)]).await;
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let text = stderr(&output);
+    assert!(
+        text.contains(&format!(
+            "invalid config {}: source[0].ip: 192.0.2.7 is not an address of this host (bind failed: ",
+            path.display()
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("listening"), "nothing may listen: {text}");
+    assert!(!config.spool.path.exists(), "the spool is never opened");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
