@@ -75,14 +75,18 @@ pub struct DeliveryConfig {
     /// Messages sent over one connection before it is closed. Default 100. The fallback of
     /// `shaping.max_deliveries_per_connection`, which takes precedence when set.
     pub max_messages_per_connection: usize,
-    /// How long an idle outbound connection is kept for the next message to the same host. Default "5s".
+    /// How long an outbound connection with nothing to send (or waiting longer than this for its
+    /// ready queue's next rate slot) is kept open for the next message to the same site before it is
+    /// closed. Default "5s".
     pub connection_idle_timeout: HumanDuration,
     /// Most concurrent outbound connections per lane (source, site). Default 10. The fallback of
     /// `shaping.max_connections`, which takes precedence when set.
     pub max_connections_per_host: usize,
     /// Most concurrent outbound connections in total. Default 500.
     pub max_connections: usize,
-    /// Most messages being delivered at once (each may hold connections to several domains). Default 1000.
+    /// Most items (one message's recipients of one domain) waiting at once for their domain's MX lookup
+    /// before they join a ready queue: bounds the routing stage when DNS is slow. Messages in ready
+    /// queues are not counted (waiting for a limit takes no slot). Default 1000.
     pub max_messages_in_flight: usize,
     /// STARTTLS use: `"opportunistic"` (default) or `"disabled"`.
     pub starttls: StartTls,

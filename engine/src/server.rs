@@ -217,7 +217,7 @@ pub async fn serve_with_clock(
         shaping: ShapingState {
             scheduler,
             suspensions,
-            clock,
+            clock: Arc::clone(&clock),
         },
     };
     let services = ReceptionServices {
@@ -225,6 +225,7 @@ pub async fn serve_with_clock(
         wakeup,
         finisher,
         tenants,
+        clock: Arc::clone(&clock),
     };
     let smtp = smtp_server(&config, acceptor, &spool, &metrics, services);
     let (stop, stopped) = watch::channel(false);
@@ -389,6 +390,8 @@ struct ReceptionServices {
     finisher: Arc<Finisher>,
     /// SMTP AUTH accounts (replaced on reload).
     tenants: SharedTenants,
+    /// The time of acceptance.
+    clock: SharedClock,
 }
 
 /// Builds the SMTP server from config.
@@ -404,6 +407,7 @@ fn smtp_server(
         wakeup,
         finisher,
         tenants,
+        clock,
     } = services;
     let smtp = &config.smtp;
     let rule = AuthThrottleRule {
@@ -433,6 +437,7 @@ fn smtp_server(
         metrics: Arc::clone(metrics),
         command_timeout: smtp.command_timeout.get(),
         data_timeout: smtp.data_timeout.get(),
+        clock,
     });
     Arc::new(SmtpServer {
         context,

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use penguin_config::{Config, HumanDuration};
+use penguin_mta::clock::{SharedClock, SystemClock};
 use serde_json::Value;
 
 use crate::dns::TestDns;
@@ -44,12 +45,27 @@ pub struct DeliveryWorld {
     pub server: TestServer,
     /// The JSON lines event log.
     pub events_path: PathBuf,
+    /// The server's config (for a restart).
+    config: Config,
+    /// The server's clock (for a restart).
+    clock: SharedClock,
 }
 
 impl DeliveryWorld {
     /// `sinks` accepting destination sinks (plus the sender's) and a server with the delivery test
     /// config (see [`delivery_config`]) changed by `configure`.
     pub async fn start(sinks: usize, configure: impl FnOnce(&mut Config)) -> DeliveryWorld {
+        let clock: SharedClock = std::sync::Arc::new(SystemClock);
+        DeliveryWorld::start_with_clock(sinks, clock, configure).await
+    }
+
+    /// Like [`DeliveryWorld::start`], with the clock delivery decisions read (a [`ManualClock`] makes
+    /// hours of rate limits and suspensions pass in no time).
+    pub async fn start_with_clock(
+        sinks: usize,
+        clock: SharedClock,
+        configure: impl FnOnce(&mut Config),
+    ) -> DeliveryWorld {
         let dir = tempfile::tempdir().expect("tempdir");
         let dns = TestDns::start().await;
         let mut ips: Vec<IpAddr> = (0..sinks).map(|i| IpAddr::V4(sink_ip(i))).collect();
@@ -60,7 +76,7 @@ impl DeliveryWorld {
         let events_path = dir.path().join("events.jsonl");
         let mut config = delivery_config(&dir, dns.address, port);
         configure(&mut config);
-        let server = TestServer::start(config).await;
+        let server = TestServer::start_with_clock(config.clone(), clock.clone()).await;
         let world = DeliveryWorld {
             dir,
             dns,
@@ -68,9 +84,37 @@ impl DeliveryWorld {
             sender_sink,
             server,
             events_path,
+            config,
+            clock,
         };
         world.add_mx(SENDER_DOMAIN, 10, "mx.sender.test", SENDER_SINK_IP);
         world
+    }
+
+    /// Stops the server (gracefully) and starts it again on the same spool, config and clock.
+    pub async fn restart(self) -> DeliveryWorld {
+        let DeliveryWorld {
+            dir,
+            dns,
+            sinks,
+            sender_sink,
+            server,
+            events_path,
+            config,
+            clock,
+        } = self;
+        server.stop().await.expect("the server stops cleanly");
+        let server = TestServer::start_with_clock(config.clone(), clock.clone()).await;
+        DeliveryWorld {
+            dir,
+            dns,
+            sinks,
+            sender_sink,
+            server,
+            events_path,
+            config,
+            clock,
+        }
     }
 
     /// MX `preference` `host` for `domain`, and `host`'s A record.
@@ -172,6 +216,51 @@ impl DeliveryWorld {
         let envelope = reader.read_envelope(id).expect("read envelope");
         let body = reader.read_body(id).expect("read body");
         envelope.is_none() && body.is_none()
+    }
+}
+
+/// Applies the egress and shaping sections of a TOML snippet (`[[source]]`, `[[pool]]`,
+/// `[[provider]]`, `[shaping]` with its tables) to `config`; panics if the snippet is invalid.
+pub fn apply_shaping(config: &mut Config, toml: &str) {
+    let snippet = Config::from_toml_str(toml).unwrap_or_else(|e| panic!("shaping snippet: {e}\n{toml}"));
+    config.source = snippet.source;
+    config.pool = snippet.pool;
+    config.provider = snippet.provider;
+    config.shaping = snippet.shaping;
+}
+
+impl DeliveryWorld {
+    /// An HTTP request to the engine's API with a JSON body; returns (status, parsed body or null).
+    pub async fn api(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        let content_type = (!bytes.is_empty()).then_some("application/json");
+        let (status, text) = crate::http_request(self.server.api, method, path, content_type, &bytes).await;
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Waits (bounded) until `GET /v1/shaping` shows `queued` items in the queues of `site`; returns
+    /// those queues.
+    pub async fn wait_queued(&self, site: &str, queued: u64) -> Vec<Value> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let (_, view) = self.api("GET", "/v1/shaping", None).await;
+            let queues: Vec<Value> = view["queues"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|q| q["site"] == site)
+                .collect();
+            let total: u64 = queues.iter().filter_map(|q| q["queued"].as_u64()).sum();
+            if total == queued {
+                return queues;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "waited {WAIT:?} for {queued} queued at {site}: {view}"
+            );
+            tokio::time::sleep(EVENT_POLL).await;
+        }
     }
 }
 

@@ -69,6 +69,9 @@ pub struct SinkBehaviour {
     /// More EHLO lines, e.g. `"DSN"`. Offered only: their MAIL parameter (`DSN`: RET/ENVID on MAIL,
     /// NOTIFY/ORCPT on RCPT; otherwise the keyword itself on MAIL) is accepted and recorded, nothing more.
     pub ehlo_extra: Vec<String>,
+    /// Wait this long before answering the final dot (keeps the client's connection busy, so a test
+    /// sees how many connections it opens at once).
+    pub data_delay: Option<Duration>,
 }
 
 impl SinkBehaviour {
@@ -106,6 +109,10 @@ pub struct Received {
     pub connection: u64,
     /// Which transaction it was (0, 1, 2... in order of accepted MAIL commands across the sink).
     pub transaction: u64,
+    /// The client's address (the egress source the MTA connected from).
+    pub peer: SocketAddr,
+    /// When the final dot arrived (system time).
+    pub at: std::time::SystemTime,
 }
 
 impl Received {
@@ -130,6 +137,10 @@ pub struct SinkStats {
     pub protocol_errors: u64,
     /// TLS handshakes after STARTTLS that failed or timed out.
     pub tls_failures: u64,
+    /// Connections open now.
+    pub open: u64,
+    /// The most connections that were open at once.
+    pub max_open: u64,
 }
 
 /// A behaviour with its TLS acceptor built once.
@@ -337,14 +348,20 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => {
+                Ok((tcp, peer)) => {
                     let _ = tcp.set_nodelay(true);
                     let mut number = 0;
                     shared.stats.send_modify(|stats| {
                         number = stats.connections;
                         stats.connections += 1;
+                        stats.open += 1;
+                        stats.max_open = stats.max_open.max(stats.open);
                     });
-                    connections.spawn(Connection::new(shared.clone(), tcp, number).run());
+                    let shared = shared.clone();
+                    connections.spawn(async move {
+                        Connection::new(shared.clone(), tcp, number, peer).run().await;
+                        shared.stats.send_modify(|stats| stats.open -= 1);
+                    });
                 }
                 // Out of descriptors and the like: back off instead of spinning.
                 Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
@@ -437,13 +454,16 @@ struct Connection {
     session: Session,
     /// The command being handled, as received (for protocol error descriptions).
     line: String,
+    /// The client's address.
+    peer: SocketAddr,
 }
 
 impl Connection {
     /// A connection that has not greeted yet.
-    fn new(shared: Arc<Shared>, tcp: TcpStream, number: u64) -> Connection {
+    fn new(shared: Arc<Shared>, tcp: TcpStream, number: u64, peer: SocketAddr) -> Connection {
         Connection {
             shared,
+            peer,
             number,
             stream: Stream::Plain(tcp),
             buffer: Vec::with_capacity(8192),
@@ -670,6 +690,9 @@ impl Connection {
         if data.iter().any(|byte| *byte >= 0x80) && !declares_eight_bit(&transaction.mail_params) {
             self.violation("8-bit content without BODY=8BITMIME or SMTPUTF8".into());
         }
+        if let Some(delay) = script.behaviour.data_delay {
+            tokio::time::sleep(delay).await;
+        }
         let (code, text) = match &script.behaviour.data_reply {
             Some(reply) => reply(transaction.number),
             None => (250, "2.0.0 Ok: queued".to_string()),
@@ -692,6 +715,8 @@ impl Connection {
             tls: self.session.tls,
             connection: self.number,
             transaction: transaction.number,
+            peer: self.peer,
+            at: std::time::SystemTime::now(),
         };
         lock(&self.shared.received).push(received);
         self.shared.stats.send_modify(|stats| stats.received += 1);

@@ -5,7 +5,7 @@
 //!
 //! Each (message, recipient) pair is identified by the message's `X-Test-Seq` header and the RCPT address.
 //! The backlog is queued first with delivery paused, so that the delivering run starts with 300 due
-//! messages and keeps `max_messages_in_flight` deliveries busy until it is stopped. What the sink accepted
+//! messages and keeps its connections busy until it is stopped. What the sink accepted
 //! is split by run with the sink's connection numbers (the stopped process's connections are numbered
 //! below the count taken before the restart), so comparing it with the spool does not depend on when the
 //! sink finished recording what the dying process had already sent.
@@ -27,7 +27,9 @@ const EXE: &str = env!("CARGO_BIN_EXE_penguin-mta-e2e");
 const MESSAGES: usize = 300;
 /// Concurrent sessions that queue the backlog.
 const SESSIONS: usize = 4;
-/// `delivery.max_messages_in_flight`: at most this many messages can be cut off mid-delivery.
+/// At most this many messages can be cut off mid-delivery: each of the `MAX_IN_FLIGHT / 2`
+/// connections (`delivery.max_connections_per_host`, the one ready queue's cap) has at most two items
+/// sent but not stored yet (the one it sends, the previous one being stored).
 const MAX_IN_FLIGHT: usize = 8;
 /// Recipients per message (see [`recipients`]).
 const RECIPIENTS: usize = 3;
@@ -77,7 +79,7 @@ fn delivery_config(dir: &Path, sink: SocketAddr, paused: bool) -> (Config, PathB
     allow_loopback_relay(&mut config);
     config.delivery.paused = paused;
     config.delivery.relay_host = Some(sink.to_string().parse().expect("relay host"));
-    config.delivery.max_messages_in_flight = MAX_IN_FLIGHT;
+    config.delivery.max_connections_per_host = MAX_IN_FLIGHT / 2;
     config.delivery.retry = vec!["1s".parse().expect("duration")];
     config.delivery.retry_jitter_percent = 0;
     // Deliveries in flight at SIGTERM get this long to finish (they take milliseconds on loopback); kept
@@ -358,7 +360,7 @@ async fn deliver_the_rest(dir: &Path, sink: &TestSink) {
 }
 
 /// Starts the delivering run on the queued backlog and waits until the sink has accepted
-/// [`STOP_AFTER`] transactions: from then on `max_messages_in_flight` deliveries are busy.
+/// [`STOP_AFTER`] transactions: from then on every connection is busy.
 async fn start_delivering(dir: &Path, sink: &TestSink) -> (RunningBinary, PathBuf) {
     let (config, path) = delivery_config(dir, sink.address, false);
     let server = RunningBinary::start(EXE, &path, &config).await;
@@ -399,7 +401,7 @@ async fn sigkill_during_delivery_loses_nothing_and_repeats_only_deliveries_in_fl
     let at_kill = check_stopped(&acked, &listed, &first);
     let duplicates = check_restarted(&at_kill, &first, &second);
     // Only messages in flight at the kill can have a delivery the spool did not record, and at most
-    // max_messages_in_flight messages are in flight; the restart sends each pair once. Hence at most
+    // two per connection are in flight; the restart sends each pair once. Hence at most
     // MAX_IN_FLIGHT messages, MAX_IN_FLIGHT * RECIPIENTS pairs, each accepted at most twice.
     let duplicated_messages = messages_of(&duplicates);
     assert!(

@@ -46,15 +46,18 @@ impl Delivery {
         work: &Work,
         names: Option<&LaneNames>,
         attempts: Vec<(usize, Attempt)>,
+        loaded: Option<Loaded>,
     ) {
-        self.finish(work, names, |envelope| outcome::record(envelope, attempts))
-            .await;
+        self.finish(work, names, loaded, |envelope| {
+            outcome::record(envelope, attempts)
+        })
+        .await;
     }
 
     /// An item that waited past the maximum age: its recipients expire without an attempt.
     pub(super) async fn expire_item(&self, work: Work) {
         let indexes: Vec<usize> = work.item.recipients.iter().map(|&i| usize::from(i)).collect();
-        self.finish(&work, None, |envelope| {
+        self.finish(&work, None, None, |envelope| {
             outcome::expire_waiting(envelope, &indexes)
         })
         .await;
@@ -81,15 +84,18 @@ impl Delivery {
             domain: Arc::from(domain),
             item,
         };
-        self.finish_item(&work, None, attempts).await;
+        self.finish_item(&work, None, attempts, None).await;
     }
 
     /// Applies `change` to the message's current envelope under its lock, stores it (with the next
-    /// due time when this is the round's last item), then DSNs, suppressions and events.
+    /// due time when this is the round's last item), then DSNs, suppressions and events. `preloaded`
+    /// is the message as read for sending: current unless another item of it finished meanwhile,
+    /// so it is used only for a message of one item.
     async fn finish(
         &self,
         work: &Work,
         names: Option<&LaneNames>,
+        preloaded: Option<Loaded>,
         change: impl FnOnce(&mut Envelope) -> Applied,
     ) {
         let id = work.item.id;
@@ -99,7 +105,11 @@ impl Delivery {
             None => None,
         };
         let end = self.lock().finish_item(id);
-        let loaded = match self.load(id) {
+        let current = match preloaded {
+            Some(loaded) if lock.is_none() => Ok(Some(loaded)),
+            _ => self.load(id),
+        };
+        let loaded = match current {
             Ok(Some(loaded)) => loaded,
             Ok(None) => {
                 if end.last {

@@ -112,6 +112,9 @@ pub struct Delivery {
     in_flight: Arc<AtomicUsize>,
     /// Time of every decision.
     clock: SharedClock,
+    /// Item completions being stored (spawned by connections so they need not wait for the spool);
+    /// waited for at shutdown.
+    finishing: tokio_util::task::TaskTracker,
 }
 
 /// Messages waiting for their domain's route.
@@ -149,6 +152,7 @@ impl Delivery {
             driver,
             in_flight: Arc::new(AtomicUsize::new(0)),
             clock,
+            finishing: tokio_util::task::TaskTracker::new(),
         }
     }
 
@@ -205,6 +209,9 @@ impl Delivery {
             tasks.abort_all();
             while tasks.join_next().await.is_some() {}
         }
+        // Outcomes of finished transactions are stored before the spool closes.
+        self.finishing.close();
+        self.finishing.wait().await;
     }
 
     /// When the driver must look again without being woken: the next due message or scheduler timer.

@@ -11,6 +11,7 @@ use penguin_policy::NetworkFailure;
 use tokio::sync::Notify;
 
 use super::client::{ClientSettings, Connection, SessionError, Transaction};
+use super::complete::Loaded;
 use super::outcome::{Attempt, ConnectionInfo};
 use super::scheduler::{ConnId, Feedback, Next, Open, ReplyEffect, Work};
 use super::{Delivery, routing};
@@ -50,6 +51,8 @@ struct Sent {
     attempts: Vec<(usize, Attempt)>,
     /// Whether the connection may carry another transaction.
     reusable: bool,
+    /// The message as read for sending (its completion reuses it when nothing else changed it).
+    loaded: Option<Loaded>,
 }
 
 impl Delivery {
@@ -80,9 +83,15 @@ impl Delivery {
             }
         };
         let mut work = *first;
+        // The previous item's outcome being stored while this one is sent: at most two items of a
+        // connection are sent but not stored (what a crash can repeat).
+        let mut storing: Option<tokio::task::JoinHandle<()>> = None;
         loop {
             let sent = self.send_item(&mut connection, &open, &settings, &work).await;
-            self.report(&open, &names, work, sent.attempts).await;
+            if let Some(previous) = storing.take() {
+                let _ = previous.await;
+            }
+            storing = Some(self.report(&open, &names, work, sent.attempts, sent.loaded));
             if !sent.reusable {
                 break;
             }
@@ -171,6 +180,7 @@ impl Delivery {
                 return Sent {
                     attempts: Vec::new(),
                     reusable: true,
+                    loaded: None,
                 };
             }
             Err(error) => {
@@ -189,6 +199,7 @@ impl Delivery {
                 return Sent {
                     attempts,
                     reusable: true,
+                    loaded: None,
                 };
             }
         };
@@ -237,11 +248,24 @@ impl Delivery {
         }
         let sent_all = attempts.len() == indexes.len();
         let reusable = sent_all && connection.is_usable() && !connection.has_unread_input();
-        Sent { attempts, reusable }
+        Sent {
+            attempts,
+            reusable,
+            loaded: Some(loaded),
+        }
     }
 
-    /// Feeds the distinct failed replies into the closed loop and rules, then finishes the item.
-    async fn report(&self, open: &Open, names: &LaneNames, work: Work, mut attempts: Vec<(usize, Attempt)>) {
+    /// Feeds the distinct failed replies into the closed loop and rules (now: the next item's
+    /// limits depend on them), then finishes the item in a task of its own, so that the connection
+    /// goes on with its next item while the outcome is stored; returns that task.
+    fn report(
+        self: &Arc<Self>,
+        open: &Open,
+        names: &LaneNames,
+        work: Work,
+        mut attempts: Vec<(usize, Attempt)>,
+        loaded: Option<Loaded>,
+    ) -> tokio::task::JoinHandle<()> {
         let now_us = self.clock.now_us();
         let mut bounced: Vec<String> = Vec::new();
         {
@@ -275,14 +299,18 @@ impl Delivery {
                 attempt.outcome = penguin_policy::Outcome::Permanent(class);
             }
         }
-        self.finish_item(&work, Some(names), attempts).await;
+        let delivery = Arc::clone(self);
+        let names = names.clone();
+        self.finishing.spawn(async move {
+            delivery.finish_item(&work, Some(&names), attempts, loaded).await;
+        })
     }
 
     /// Connecting failed on every address: the first item, and the lane's other sendable items when
     /// no other connection works, take the failure (one attempt each); a refusal at the greeting
     /// also feeds the closed loop and rules.
     async fn connection_failed(
-        &self,
+        self: &Arc<Self>,
         open: &Open,
         names: &LaneNames,
         first: Work,
@@ -298,7 +326,7 @@ impl Delivery {
                 .iter()
                 .map(|&i| (usize::from(i), attempt.clone()))
                 .collect();
-            self.report(open, names, work, attempts).await;
+            let _ = self.report(open, names, work, attempts, None).await;
         }
     }
 }

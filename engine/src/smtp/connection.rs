@@ -1,7 +1,7 @@
 //! The IO driver of one SMTP connection: reads bytes, feeds the [`Session`], performs its steps.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use penguin_policy::{AuthThrottle, ThrottleDecision};
@@ -20,7 +20,6 @@ use super::reply::{Reply, replies};
 use super::session::{Accepted, AuthOutcome, ReadMode, Session, Step, SuppressedRecipient};
 use crate::events::{Event, EventBus, EventKind, EventResponse};
 use crate::metrics::Metrics;
-use crate::timefmt;
 
 /// Input buffer size per read.
 const READ_CHUNK: usize = 16 * 1024;
@@ -47,6 +46,8 @@ pub struct ConnectionContext {
     pub command_timeout: Duration,
     /// Timeout while waiting for DATA/BDAT content.
     pub data_timeout: Duration,
+    /// The time of acceptance (a message's arrival and first due time), shared with delivery.
+    pub clock: crate::clock::SharedClock,
 }
 
 /// How a driven stream ended.
@@ -144,7 +145,7 @@ impl Driver<'_> {
 
     /// Feeds buffered input to the session; `None` when more bytes are needed.
     fn next_step(&mut self, buffers: &mut Buffers) -> Option<Step> {
-        let now = SystemTime::now();
+        let now = self.context.clock.now();
         match self.session.read_mode() {
             ReadMode::Line(max_len) => match buffers.framer.next_frame(&buffers.input, max_len) {
                 Frame::Line { len } => {
@@ -261,7 +262,9 @@ impl Driver<'_> {
                 }
                 Step::Enqueue(accepted) => self.enqueue(*accepted).await,
                 Step::Suppressed(suppressed) => {
-                    self.context.events.emit(suppressed_event(&suppressed));
+                    self.context
+                        .events
+                        .emit(suppressed_event(&suppressed, self.context.clock.now_ms()));
                     Step::Reply(suppressed.reply)
                 }
             };
@@ -352,7 +355,7 @@ impl Driver<'_> {
                 .metrics
                 .smtp_ack_seconds
                 .observe(started.elapsed().as_secs_f64());
-            let timestamp = timefmt::unix_millis(SystemTime::now());
+            let timestamp = self.context.clock.now_ms();
             for event in receptions.into_iter().chain(unsigned) {
                 self.context.events.emit(Event { timestamp, ..event });
             }
@@ -381,7 +384,7 @@ fn reception_event(message: &NewMessage, tls: Option<TlsInfo>, client_ip: std::n
 }
 
 /// The `suppressed` event of a refused RCPT TO.
-fn suppressed_event(suppressed: &SuppressedRecipient) -> Event {
+fn suppressed_event(suppressed: &SuppressedRecipient, now_ms: u64) -> Event {
     Event {
         sender: suppressed.sender.clone(),
         client_ip: Some(suppressed.client_ip),
@@ -392,7 +395,7 @@ fn suppressed_event(suppressed: &SuppressedRecipient) -> Event {
         }),
         ..Event::about_address(
             EventKind::Suppressed,
-            timefmt::unix_millis(SystemTime::now()),
+            now_ms,
             &suppressed.tenant,
             "",
             &suppressed.recipient,

@@ -33,7 +33,7 @@ mod simulation;
 pub use adaptive::{Adaptive, AdaptiveSettings, DEFAULT_FACTOR, RateChange};
 pub use builtin::builtin_rules;
 pub use gcra::Gcra;
-pub use provider::{OTHER_PROVIDER, ProviderTable, builtin_providers};
+pub use provider::{OTHER_PROVIDER, ProviderTable};
 pub use rate::Rate;
 pub use rules::{
     ReplyMatcher, Rule, RuleAction, RuleScope, Trigger, effective_rules, first_match, lowercase_reply,

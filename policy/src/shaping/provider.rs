@@ -68,28 +68,6 @@ fn normalise(name: &str) -> String {
     name.trim().trim_matches('.').to_ascii_lowercase()
 }
 
-/// A default mapping of the large providers to their MX suffixes, for configs that set none.
-pub fn builtin_providers() -> Vec<(String, Vec<String>)> {
-    let entry = |name: &str, suffixes: &[&str]| {
-        (
-            name.to_string(),
-            suffixes.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
-        )
-    };
-    vec![
-        // gmail.com: gmail-smtp-in.l.google.com; Workspace: aspmx.l.google.com, *.aspmx.l.google.com.
-        entry("google", &["google.com", "googlemail.com"]),
-        // yahoo.com, aol.com and the AT&T domains moved onto Yahoo: mta*.am0.yahoodns.net.
-        entry("yahoo", &["yahoodns.net"]),
-        // outlook.com / hotmail.com: *.olc.protection.outlook.com; Microsoft 365: *.mail.protection.outlook.com.
-        entry("microsoft", &["outlook.com"]),
-        // icloud.com, me.com, mac.com: mx0*.mail.icloud.com.
-        entry("apple", &["icloud.com"]),
-        // comcast.net: mx*.comcast.net.
-        entry("comcast", &["comcast.net"]),
-    ]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,23 +116,7 @@ mod tests {
     }
 
     #[test]
-    fn builtin_mapping_covers_the_rule_providers() {
-        let t = ProviderTable::new(builtin_providers());
-        let cases: &[(&str, &str)] = &[
-            ("gmail-smtp-in.l.google.com", "google"),
-            ("mta7.am0.yahoodns.net", "yahoo"),
-            ("hotmail-com.olc.protection.outlook.com", "microsoft"),
-            ("mx01.mail.icloud.com", "apple"),
-            ("mx1.comcast.net", "comcast"),
-            ("mx.example.net", "other"),
-        ];
-        for &(host, expected) in cases {
-            assert_eq!(t.provider_of(&[host]), expected, "{host}");
-        }
-    }
-
-    #[test]
-    fn ten_thousand_destinations_are_instant() {
+    fn ten_thousand_destinations_resolve_among_a_thousand_providers() {
         let mut providers = Vec::new();
         for n in 0..1_000 {
             providers.push((
@@ -166,13 +128,10 @@ mod tests {
         let hosts: Vec<String> = (0..10_000)
             .map(|n| format!("a.b.c.mx{}.example", n % 2_000))
             .collect();
-        let started = std::time::Instant::now();
         let matched = hosts
             .iter()
             .filter(|host| t.provider_of(&[host.as_str()]) != OTHER_PROVIDER)
             .count();
         assert_eq!(matched, 5_000);
-        // Generous even for an unoptimised build on a loaded machine: it is microseconds per lookup.
-        assert!(started.elapsed() < std::time::Duration::from_secs(2));
     }
 }

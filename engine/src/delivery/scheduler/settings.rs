@@ -159,23 +159,6 @@ impl Settings {
         self.pool_id(pool).unwrap_or(tenant_pool)
     }
 
-    /// Whether `tenant` may choose `pool` with `X-Pool`.
-    pub fn may_choose_pool(&self, tenant: &str, pool: &str) -> bool {
-        let Some(id) = self.pool_id(pool) else {
-            return false;
-        };
-        match self.tenants.get(tenant) {
-            Some(settings) => {
-                settings.pool == id
-                    || settings
-                        .allowed
-                        .as_ref()
-                        .is_none_or(|allowed| allowed.contains(&id))
-            }
-            None => true,
-        }
-    }
-
     /// The name of source `id`.
     pub fn source_name(&self, id: SourceId) -> Arc<str> {
         self.sources
@@ -385,4 +368,59 @@ fn rules(config: &penguin_config::Config) -> Result<Vec<Rule>, String> {
         configured,
         config.shaping.builtin_rules,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_rules_name_builtin_providers_and_real_mx_hosts_map_to_them() {
+        let settings = Settings::from_config(&penguin_config::Config::embedded_default()).expect("settings");
+        for rule in &settings.rules {
+            if let Some(provider) = &rule.provider {
+                assert!(
+                    settings.provider_names.iter().any(|known| **known == **provider),
+                    "rule {} names unknown provider {provider}",
+                    rule.name
+                );
+            }
+        }
+        let cases = [
+            ("gmail-smtp-in.l.google.com", "google"),
+            ("mta7.am0.yahoodns.net", "yahoo"),
+            ("hotmail-com.olc.protection.outlook.com", "microsoft"),
+            ("example-com.mail.protection.outlook.com", "microsoft"),
+            ("mx01.mail.icloud.com", "apple"),
+            ("mx.example.net", "other"),
+        ];
+        for (host, expected) in cases {
+            let provider = settings.providers.provider_of(&[host]);
+            assert_eq!(provider, expected, "{host}");
+            assert_eq!(&*settings.provider_name(settings.provider_id(provider)), expected);
+        }
+    }
+
+    #[test]
+    fn legacy_delivery_keys_are_the_lane_defaults_and_pools_resolve() {
+        let toml = "[delivery]\nmax_connections_per_host = 4\nmax_messages_per_connection = 7\n\
+                    [[source]]\nname = \"a\"\nip = \"127.0.0.2\"\n[[source]]\nname = \"b\"\nip = \"127.0.0.3\"\n\
+                    [[pool]]\nname = \"warm\"\nsources = [{ name = \"b\", weight = 3 }]\n";
+        let config = penguin_config::Config::from_toml_str(toml).expect("config");
+        let settings = Settings::from_config(&config).expect("settings");
+        let limits = settings.lane_limits(settings.provider_id("other"));
+        assert_eq!(
+            (limits.max_connections, limits.max_deliveries_per_connection),
+            (4, 7)
+        );
+        let warm = settings.pool_id("warm").expect("warm");
+        assert_eq!(
+            settings.pools[usize::from(warm.0)].members,
+            vec![(SourceId(1), 3)]
+        );
+        let default = &settings.pools[usize::from(settings.default_pool.0)];
+        assert_eq!(default.members, vec![(SourceId(0), 1), (SourceId(1), 1)]);
+        assert_eq!(settings.message_pool("anyone", "warm"), warm);
+        assert_eq!(settings.message_pool("anyone", "gone"), settings.default_pool);
+    }
 }
