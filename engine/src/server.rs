@@ -171,28 +171,14 @@ pub async fn serve_with_clock(
     let wakeup = Arc::new(Notify::new());
     let tokens = Arc::new(crate::unsubscribe::load(&spool).await?);
     let finisher = Arc::new(finisher(&config, &listeners, Arc::clone(&tokens))?);
-    let driver = Arc::new(Notify::new());
-    let scheduler = delivery::setup::scheduler(&config, events.clone(), Arc::clone(&driver))?;
-    let suspensions = Suspensions::new(
-        Arc::clone(&spool),
-        Arc::clone(&scheduler),
-        Arc::clone(&driver),
+    let (delivery, shaping) = delivery_side(
+        &config,
+        &spool,
+        &events,
+        Arc::clone(&wakeup),
+        Arc::clone(&finisher),
         Arc::clone(&clock),
-    );
-    let loaded = suspensions.load()?;
-    if loaded > 0 {
-        tracing::info!(suspensions = loaded, "operator suspensions in force");
-    }
-    let shared = delivery::setup::Shared {
-        spool: Arc::clone(&spool),
-        events: events.clone(),
-        wakeup: Arc::clone(&wakeup),
-        finisher: Arc::clone(&finisher),
-        scheduler: Arc::clone(&scheduler),
-        driver,
-        clock: Arc::clone(&clock),
-    };
-    let delivery = delivery::setup::build(&config, shared)?;
+    )?;
     let in_flight = delivery.in_flight();
     let tenants: SharedTenants = Arc::new(ArcSwap::from_pointee(TenantDirectory::from_config(&config)));
     let tenant_names = Arc::new(ArcSwap::from_pointee(api::tenant_names(&config)));
@@ -214,11 +200,7 @@ pub async fn serve_with_clock(
         reloader: Some(Arc::clone(&reloader)),
         config: running,
         config_path,
-        shaping: ShapingState {
-            scheduler,
-            suspensions,
-            clock: Arc::clone(&clock),
-        },
+        shaping,
     };
     let services = ReceptionServices {
         events,
@@ -255,6 +237,46 @@ pub async fn serve_with_clock(
     close_spool(spool).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The delivery side (driver and scheduler) and what the API reads of it (ready queues, the
+/// operator's suspensions, loaded from the spool now).
+fn delivery_side(
+    config: &Config,
+    spool: &Arc<Spool>,
+    events: &EventBus,
+    wakeup: Arc<Notify>,
+    finisher: Arc<Finisher>,
+    clock: SharedClock,
+) -> Result<(delivery::Delivery, ShapingState), ServeError> {
+    let driver = Arc::new(Notify::new());
+    let scheduler = delivery::setup::scheduler(config, events.clone(), Arc::clone(&driver))?;
+    let suspensions = Suspensions::new(
+        Arc::clone(spool),
+        Arc::clone(&scheduler),
+        Arc::clone(&driver),
+        Arc::clone(&clock),
+    );
+    let loaded = suspensions.load()?;
+    if loaded > 0 {
+        tracing::info!(suspensions = loaded, "operator suspensions in force");
+    }
+    let shared = delivery::setup::Shared {
+        spool: Arc::clone(spool),
+        events: events.clone(),
+        wakeup,
+        finisher,
+        scheduler: Arc::clone(&scheduler),
+        driver,
+        clock: Arc::clone(&clock),
+    };
+    let delivery = delivery::setup::build(config, shared)?;
+    let shaping = ShapingState {
+        scheduler,
+        suspensions,
+        clock,
+    };
+    Ok((delivery, shaping))
 }
 
 /// Starts the HTTP listener.

@@ -142,39 +142,65 @@ impl Delivery {
             self.send_dsn(id, &envelope, &body, &applied.failed, &applied.events)
                 .await;
         }
-        let stored = if end.last {
-            self.spool.update_envelope(id, envelope.clone()).await
-        } else {
-            self.spool.save_progress(id, &envelope).await
-        };
-        if end.last {
-            match stored {
-                Ok(_) => self.in_flight.fetch_sub(1, Ordering::Relaxed),
-                Err(error) => {
-                    tracing::error!(%id, %error, "cannot store delivery results; the message will be retried");
-                    self.reschedule_in_memory(id, Some(&envelope));
-                    return;
-                }
-            };
-        } else if let Err(error) = stored {
-            tracing::error!(%id, %error, "cannot store delivery progress; a crash would repeat it");
+        if !self.store(id, &envelope, end.last).await {
+            return;
         }
-        let message_id = headers::message_id(&body);
         let suppressions = self
             .suppress_hard_bounces(id, &envelope, &applied.events, now_ms)
             .await;
+        self.emit_outcomes(work, names, &envelope, &body, &applied, now_ms);
+        for event in suppressions {
+            self.events.emit(event);
+        }
+    }
+
+    /// Stores the envelope: with its next due time at the end of the round (`last`), else as
+    /// progress. False when the round's result could not be stored (the message is retried in a
+    /// minute; its events are not emitted).
+    async fn store(&self, id: MessageId, envelope: &Envelope, last: bool) -> bool {
+        if !last {
+            if let Err(error) = self.spool.save_progress(id, envelope).await {
+                tracing::error!(%id, %error, "cannot store delivery progress; a crash would repeat it");
+            }
+            return true;
+        }
+        match self.spool.update_envelope(id, envelope.clone()).await {
+            Ok(_) => {
+                self.in_flight.fetch_sub(1, Ordering::Relaxed);
+                if envelope.has_queued() {
+                    // Back in the index with its next due time: the driver's sleep must consider it.
+                    self.driver.notify_one();
+                }
+                true
+            }
+            Err(error) => {
+                tracing::error!(%id, %error, "cannot store delivery results; the message will be retried");
+                self.reschedule_in_memory(id, Some(envelope));
+                false
+            }
+        }
+    }
+
+    /// Emits the events of an item's outcomes, with the lane it went out on and its pool.
+    fn emit_outcomes(
+        &self,
+        work: &Work,
+        names: Option<&LaneNames>,
+        envelope: &Envelope,
+        body: &[u8],
+        applied: &Applied,
+        now_ms: u64,
+    ) {
+        let message_id = headers::message_id(body);
         let pool = self.lock().settings().pool_name(work.item.pool);
         for event in &applied.events {
-            let mut event = self.event(id, &envelope, message_id.as_deref(), event, now_ms);
+            let mut event = self.event(work.item.id, envelope, message_id.as_deref(), event, now_ms);
             if let Some(names) = names {
                 event.source = Some(Arc::clone(&names.source));
                 event.site = Some(Arc::clone(&names.site));
                 event.provider = Some(Arc::clone(&names.provider));
             }
             event.pool = Some(Arc::clone(&pool));
-            self.events.emit(event);
-        }
-        for event in suppressions {
             self.events.emit(event);
         }
     }

@@ -378,5 +378,6 @@ impl Delivery {
         let (tenant, campaign) = envelope.map_or(("", ""), |e| (e.tenant.as_str(), e.campaign.as_str()));
         self.spool.index().insert(id, due, tenant, campaign);
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.driver.notify_one();
     }
 }

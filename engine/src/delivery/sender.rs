@@ -165,8 +165,7 @@ impl Delivery {
         }))
     }
 
-    /// Sends one item's recipients in transactions of at most the lane's size. A reused connection
-    /// that turns out dead before the data is replaced once.
+    /// Sends one item's recipients in transactions of at most the lane's size.
     async fn send_item(
         &self,
         connection: &mut Connection,
@@ -183,25 +182,7 @@ impl Delivery {
                     loaded: None,
                 };
             }
-            Err(error) => {
-                tracing::error!(id = %work.item.id, %error, "cannot read a queued message");
-                let failure = Attempt::from_failure(
-                    NetworkFailure::Disconnected,
-                    "spool read failed",
-                    &ConnectionInfo::default(),
-                );
-                let attempts = work
-                    .item
-                    .recipients
-                    .iter()
-                    .map(|&i| (usize::from(i), failure.clone()))
-                    .collect();
-                return Sent {
-                    attempts,
-                    reusable: true,
-                    loaded: None,
-                };
-            }
+            Err(error) => return unreadable(work, &error),
         };
         let mut attempts = Vec::with_capacity(work.item.recipients.len());
         let indexes: Vec<usize> = work.item.recipients.iter().map(|&i| usize::from(i)).collect();
@@ -217,31 +198,7 @@ impl Delivery {
                 smtputf8: loaded.envelope.smtputf8,
                 eight_bit: loaded.envelope.eight_bit,
             };
-            let mut result = connection.send(&tx, self.settings.client.timeouts).await;
-            if connection.transactions > 0
-                && matches!(&result, Err(SessionError::Network { failure, .. }) if *failure != NetworkFailure::DisconnectedAfterData)
-                && let Ok(fresh) = self.open_to(open, settings).await
-            {
-                // A reused connection died (the server closed it while idle): one fresh try.
-                let old = std::mem::replace(connection, fresh);
-                tokio::spawn(old.quit(QUIT_TIMEOUT));
-                result = connection.send(&tx, self.settings.client.timeouts).await;
-            }
-            let at = connection_info(connection);
-            match result {
-                Ok(replies) => {
-                    attempts.extend(
-                        chunk
-                            .iter()
-                            .zip(&replies)
-                            .map(|(&i, reply)| (i, Attempt::from_reply(reply, &at))),
-                    );
-                }
-                Err(error) => {
-                    let attempt = Attempt::from_error(&error, &at);
-                    attempts.extend(chunk.iter().map(|&i| (i, attempt.clone())));
-                }
-            }
+            attempts.extend(self.transact(connection, open, settings, &tx, chunk).await);
             if !connection.is_usable() {
                 break;
             }
@@ -252,6 +209,39 @@ impl Delivery {
             attempts,
             reusable,
             loaded: Some(loaded),
+        }
+    }
+
+    /// One transaction for the recipients `chunk` (indexes in the envelope). A reused connection that
+    /// turns out dead before the data (the server closed it while idle) is replaced once.
+    async fn transact(
+        &self,
+        connection: &mut Connection,
+        open: &Open,
+        settings: &ClientSettings,
+        tx: &Transaction<'_>,
+        chunk: &[usize],
+    ) -> Vec<(usize, Attempt)> {
+        let mut result = connection.send(tx, self.settings.client.timeouts).await;
+        if connection.transactions > 0
+            && matches!(&result, Err(SessionError::Network { failure, .. }) if *failure != NetworkFailure::DisconnectedAfterData)
+            && let Ok(fresh) = self.open_to(open, settings).await
+        {
+            let old = std::mem::replace(connection, fresh);
+            tokio::spawn(old.quit(QUIT_TIMEOUT));
+            result = connection.send(tx, self.settings.client.timeouts).await;
+        }
+        let at = connection_info(connection);
+        match result {
+            Ok(replies) => chunk
+                .iter()
+                .zip(&replies)
+                .map(|(&i, reply)| (i, Attempt::from_reply(reply, &at)))
+                .collect(),
+            Err(error) => {
+                let attempt = Attempt::from_error(&error, &at);
+                chunk.iter().map(|&i| (i, attempt.clone())).collect()
+            }
         }
     }
 
@@ -328,6 +318,27 @@ impl Delivery {
                 .collect();
             let _ = self.report(open, names, work, attempts, None).await;
         }
+    }
+}
+
+/// A message that cannot be read from the spool: each recipient's attempt fails temporarily.
+fn unreadable(work: &Work, error: &penguin_queue::SpoolError) -> Sent {
+    tracing::error!(id = %work.item.id, %error, "cannot read a queued message");
+    let failure = Attempt::from_failure(
+        NetworkFailure::Disconnected,
+        "spool read failed",
+        &ConnectionInfo::default(),
+    );
+    let attempts = work
+        .item
+        .recipients
+        .iter()
+        .map(|&i| (usize::from(i), failure.clone()))
+        .collect();
+    Sent {
+        attempts,
+        reusable: true,
+        loaded: None,
     }
 }
 

@@ -67,7 +67,7 @@ impl Scheduler {
                         self.suspend_lane(lane_id, scope, hold, now_us);
                     }
                     RuleAction::Reduce { factor } => {
-                        self.throttle(lane_id, factor, &format!("rule {name}"), now_us);
+                        self.throttle(lane_id, factor, &format!("rule {name}"), false, now_us);
                         reduced = true;
                     }
                     RuleAction::Bounce => effect = ReplyEffect::Bounce,
@@ -86,6 +86,7 @@ impl Scheduler {
                     lane_id,
                     penguin_policy::shaping::DEFAULT_FACTOR,
                     "rate_limited",
+                    true,
                     now_us,
                 );
             }
@@ -94,11 +95,13 @@ impl Scheduler {
         effect
     }
 
-    /// The closed loop's decrease of a lane's rate (when adaptive shaping is on).
-    fn throttle(&mut self, lane_id: LaneId, factor: f64, reason: &str, now_us: u64) {
-        let Some(settings) = self.settings.adaptive else {
+    /// A decrease of a lane's rate: the closed loop's on a throttling reply (`automatic`, only when
+    /// `shaping.adaptive` is on), or a `reduce` rule's.
+    fn throttle(&mut self, lane_id: LaneId, factor: f64, reason: &str, automatic: bool, now_us: u64) {
+        if automatic && !self.settings.adaptive {
             return;
-        };
+        }
+        let settings = self.settings.adaptive_settings;
         let lane = &mut self.lanes[lane_id.0 as usize];
         let observed = lane.observed.per_second(now_us);
         let observed = penguin_policy::shaping::Rate::try_new(observed)
@@ -117,9 +120,7 @@ impl Scheduler {
 
     /// The closed loop's recovery steps that are due on a lane.
     pub(super) fn recover(&mut self, lane_id: LaneId, now_us: u64) {
-        let Some(settings) = self.settings.adaptive else {
-            return;
-        };
+        let settings = self.settings.adaptive_settings;
         let lane = &mut self.lanes[lane_id.0 as usize];
         if lane.adaptive.next_timer_us().is_none_or(|at| at > now_us) {
             return;

@@ -89,8 +89,11 @@ pub struct Settings {
     pub provider_limits: Vec<ProviderLimits>,
     /// Rules on remote replies, configured first, then the builtin ones.
     pub rules: Vec<Rule>,
-    /// The closed loop; None when `shaping.adaptive = false`.
-    pub adaptive: Option<AdaptiveSettings>,
+    /// Whether throttling replies (class `rate_limited`) reduce a lane's rate by themselves
+    /// (`shaping.adaptive`); `reduce` rules act either way.
+    pub adaptive: bool,
+    /// Cooldown, recovery period and floor of every reduction (automatic or by a rule).
+    pub adaptive_settings: AdaptiveSettings,
     /// `delivery.max_connections`: outbound connections in total.
     pub max_connections: usize,
 }
@@ -195,42 +198,9 @@ impl Settings {
     /// Resolves the config: sources, pools, tenants' pools and rates, providers and their limits,
     /// rules (configured first, then the builtin ones unless `shaping.builtin_rules = false`).
     pub fn from_config(config: &penguin_config::Config) -> Result<Settings, String> {
-        let sources: Vec<SourceSettings> = config
-            .sources()
-            .into_iter()
-            .map(|source| SourceSettings {
-                name: Arc::from(source.name.as_str()),
-                ip: source.ip,
-                ehlo_name: source.ehlo_name,
-                rate: source.max_message_rate.and_then(rate_of),
-            })
-            .collect();
-        let source_index = |name: &str| {
-            sources
-                .iter()
-                .position(|s| &*s.name == name)
-                .and_then(|i| u16::try_from(i).ok())
-                .map(SourceId)
-        };
-        let pools: Vec<PoolSettings> = config
-            .pools()
-            .into_iter()
-            .map(|pool| PoolSettings {
-                name: Arc::from(pool.name.as_str()),
-                members: pool
-                    .sources
-                    .iter()
-                    .filter_map(|member| source_index(&member.name).map(|id| (id, member.weight)))
-                    .collect(),
-            })
-            .collect();
-        let pool_index = |name: &str| {
-            pools
-                .iter()
-                .position(|p| &*p.name == name)
-                .and_then(|i| u16::try_from(i).ok())
-                .map(PoolId)
-        };
+        let sources = sources(config);
+        let pools = pools(config, &sources);
+        let pool_index = |name: &str| index_of(pools.iter().map(|p| &*p.name), name).map(PoolId);
         let default_pool = pool_index("default").ok_or("no pool named default")?;
         let tenants = config
             .tenant
@@ -245,25 +215,7 @@ impl Settings {
                 (tenant.name.clone(), settings)
             })
             .collect();
-        let providers = config.providers();
-        let mut provider_names: Vec<Arc<str>> =
-            providers.iter().map(|p| Arc::from(p.name.as_str())).collect();
-        provider_names.push(Arc::from(penguin_config::OTHER_PROVIDER));
-        let lane_limits = provider_names
-            .iter()
-            .map(|name| lane_limits(config, name))
-            .collect();
-        let provider_limits = provider_names
-            .iter()
-            .map(|name| {
-                let limits = config.provider_limits(name);
-                ProviderLimits {
-                    max_connections: limits.max_connections,
-                    rate: limits.max_message_rate.and_then(rate_of),
-                }
-            })
-            .collect();
-        let table = ProviderTable::new(providers.into_iter().map(|p| (p.name, p.mx_suffixes)).collect());
+        let (providers, provider_names, lane_limits, provider_limits) = providers(config);
         Ok(Settings {
             sources,
             pools,
@@ -275,19 +227,82 @@ impl Settings {
                 .iter()
                 .filter_map(|d| rate_of(d.max_message_rate).map(|rate| (d.domain.clone(), rate)))
                 .collect(),
-            providers: table,
+            providers,
             provider_names,
             lane_limits,
             provider_limits,
             rules: rules(config)?,
-            adaptive: config.shaping.adaptive.then(|| AdaptiveSettings {
+            adaptive: config.shaping.adaptive,
+            adaptive_settings: AdaptiveSettings {
                 cooldown_us: micros(config.shaping.adaptive_cooldown.get()),
                 recovery_us: micros(config.shaping.adaptive_recovery.get()),
                 min_rate: rate_of(config.shaping.adaptive_min_rate).unwrap_or(Rate::ONE_PER_MINUTE),
-            }),
+            },
             max_connections: config.delivery.max_connections,
         })
     }
+}
+
+/// The position of `name` among `names`, as a `u16` id.
+fn index_of<'a>(mut names: impl Iterator<Item = &'a str>, name: &str) -> Option<u16> {
+    names
+        .position(|known| known == name)
+        .and_then(|i| u16::try_from(i).ok())
+}
+
+/// The egress sources (the implicit `default` one without `[[source]]`).
+fn sources(config: &penguin_config::Config) -> Vec<SourceSettings> {
+    config
+        .sources()
+        .into_iter()
+        .map(|source| SourceSettings {
+            name: Arc::from(source.name.as_str()),
+            ip: source.ip,
+            ehlo_name: source.ehlo_name,
+            rate: source.max_message_rate.and_then(rate_of),
+        })
+        .collect()
+}
+
+/// The pools with their members as source ids (the implicit `default` pool included).
+fn pools(config: &penguin_config::Config, sources: &[SourceSettings]) -> Vec<PoolSettings> {
+    config
+        .pools()
+        .into_iter()
+        .map(|pool| PoolSettings {
+            name: Arc::from(pool.name.as_str()),
+            members: pool
+                .sources
+                .iter()
+                .filter_map(|member| {
+                    let id = index_of(sources.iter().map(|s| &*s.name), &member.name)?;
+                    Some((SourceId(id), member.weight))
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// The provider table, the provider names (`other` last) and their lane and provider limits.
+fn providers(
+    config: &penguin_config::Config,
+) -> (ProviderTable, Vec<Arc<str>>, Vec<LaneLimits>, Vec<ProviderLimits>) {
+    let providers = config.providers();
+    let mut names: Vec<Arc<str>> = providers.iter().map(|p| Arc::from(p.name.as_str())).collect();
+    names.push(Arc::from(penguin_config::OTHER_PROVIDER));
+    let lanes = names.iter().map(|name| lane_limits(config, name)).collect();
+    let aggregate = names
+        .iter()
+        .map(|name| {
+            let limits = config.provider_limits(name);
+            ProviderLimits {
+                max_connections: limits.max_connections,
+                rate: limits.max_message_rate.and_then(rate_of),
+            }
+        })
+        .collect();
+    let table = ProviderTable::new(providers.into_iter().map(|p| (p.name, p.mx_suffixes)).collect());
+    (table, names, lanes, aggregate)
 }
 
 /// Microseconds of a duration (saturating).

@@ -470,3 +470,33 @@ fn a_message_with_two_domains_ends_with_its_second_item() {
     assert!(s.finish_item(id).last);
     assert!(!s.has_message(id));
 }
+
+#[test]
+fn without_the_closed_loop_throttling_changes_nothing_but_a_reduce_rule_still_acts() {
+    let toml = "[shaping]\nadaptive = false\nmax_message_rate = \"60/min\"\n\
+                [[shaping.rule]]\nname = \"slow\"\nmatch = \"slow down\"\naction = \"reduce\"\nfactor = 0.25\n";
+    let (mut s, events) = scheduler(toml);
+    add(&mut s, 1, "acme", "c", "example.com", "mx.example.com", T0);
+    let opens = s.poll(T0);
+    let work = send(&mut s, opens[0].conn, T0);
+    let throttled = Feedback {
+        code: 421,
+        enhanced: Some("4.7.0"),
+        text: "Too many messages",
+        class: BounceClass::RateLimited,
+    };
+    s.feedback(work.lane, None, &throttled, T0);
+    assert!(
+        events.of(EventKind::ShapingAdjusted).is_empty(),
+        "adaptive = false"
+    );
+    let rule = Feedback {
+        text: "please slow down",
+        ..throttled
+    };
+    s.feedback(work.lane, None, &rule, T0 + S);
+    let adjusted = events.of(EventKind::ShapingAdjusted);
+    assert_eq!(adjusted.len(), 1);
+    assert_eq!(adjusted[0].rate_after, Some(0.25));
+    assert_eq!(adjusted[0].reason.as_deref(), Some("rule slow"));
+}
