@@ -197,7 +197,7 @@ pub fn check_census(engine: &Engine, messages: usize, signing: Option<Signing>) 
 
 /// The sum of the samples of counter `name` whose labels contain `label` (`""`: all), from the
 /// OpenMetrics text of `/metrics`.
-fn metric_sum(metrics: &str, name: &str, label: &str) -> f64 {
+pub fn metric_sum(metrics: &str, name: &str, label: &str) -> f64 {
     metrics
         .lines()
         .filter_map(|line| {

@@ -33,6 +33,38 @@ pub struct EngineDir {
     api: SocketAddr,
 }
 
+/// One ready queue of `GET /v1/shaping`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReadyQueue {
+    /// Source name.
+    pub source: String,
+    /// Site name.
+    pub site: String,
+    /// Items waiting.
+    pub queued: u64,
+    /// Configured connections per lane.
+    pub max_connections: u64,
+    /// Configured messages per second (None = unlimited).
+    pub max_message_rate: Option<f64>,
+    /// Whether it is suspended now.
+    pub suspended: bool,
+}
+
+impl ReadyQueue {
+    /// From one element of the `queues` array (missing fields read as empty / zero).
+    fn from_json(queue: &serde_json::Value) -> ReadyQueue {
+        let text = |field: &str| queue[field].as_str().unwrap_or_default().to_string();
+        ReadyQueue {
+            source: text("source"),
+            site: text("site"),
+            queued: queue["queued"].as_u64().unwrap_or(0),
+            max_connections: queue["configured"]["max_connections"].as_u64().unwrap_or(0),
+            max_message_rate: queue["configured"]["max_message_rate"].as_f64(),
+            suspended: !queue["suspended_until"].is_null(),
+        }
+    }
+}
+
 /// The penguin-mta binary next to this benchmark binary (same target directory and profile).
 pub fn default_binary() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
@@ -58,14 +90,26 @@ impl Engine {
         relay_to: Option<SocketAddr>,
         dkim: Option<&DkimKeys>,
     ) -> anyhow::Result<Engine> {
-        let dir = tempfile::Builder::new()
-            .prefix("penguin-bench-")
-            .tempdir_in(spool_parent)?;
-        let (smtp, api) = (free_address()?, free_address()?);
         let delivery = match relay_to {
             Some(sink) => format!("[delivery]\nrelay_host = \"{sink}\"\n"),
             None => "[delivery]\npaused = true\n".to_string(),
         };
+        Engine::start_with(binary, spool_parent, &delivery, dkim)
+    }
+
+    /// [`Engine::start`] with the config's delivery part written by the caller: `sections` is TOML
+    /// holding at least the `[delivery]` table, and may add `[dns]`, `[shaping]`, `[[source]]` and
+    /// the like (it is placed before `[dkim]` and `[log]`).
+    pub fn start_with(
+        binary: &Path,
+        spool_parent: &Path,
+        sections: &str,
+        dkim: Option<&DkimKeys>,
+    ) -> anyhow::Result<Engine> {
+        let dir = tempfile::Builder::new()
+            .prefix("penguin-bench-")
+            .tempdir_in(spool_parent)?;
+        let (smtp, api) = (free_address()?, free_address()?);
         let dkim = match dkim {
             Some(keys) => keys.config(),
             None => format!(
@@ -76,7 +120,7 @@ impl Engine {
         let config = format!(
             "[smtp]\nlisten = [\"{smtp}\"]\nhostname = \"bench.test\"\nrelay_networks = [\"127.0.0.0/8\"]\n\
              max_connections_per_ip = 1000\n[spool]\npath = \"{}\"\nmin_free_space = \"0B\"\n[api]\nlisten = \"{api}\"\n\
-             {delivery}{dkim}[log]\n",
+             {sections}{dkim}[log]\n",
             dir.path().join("spool").display()
         );
         std::fs::write(dir.path().join("bench.toml"), config)?;
@@ -96,13 +140,13 @@ impl Engine {
             .stderr(Stdio::inherit())
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
-        let engine = Engine {
+        let mut engine = Engine {
             child,
             smtp: dir.smtp,
             api: dir.api,
             dir: Some(dir),
         };
-        wait_until_greeting(engine.smtp, Duration::from_secs(300))?;
+        wait_until_greeting(engine.smtp, &mut engine.child, Duration::from_secs(300))?;
         Ok((engine, started.elapsed()))
     }
 
@@ -147,27 +191,51 @@ impl Engine {
         procfs::tree_cpu_seconds(self.pid())
     }
 
-    /// The OpenMetrics text of its `GET /metrics` (HTTP/1.0 on loopback, bounded by a timeout).
+    /// The OpenMetrics text of its `GET /metrics`.
     pub fn metrics(&self) -> anyhow::Result<String> {
+        self.http("GET", "/metrics", None, 200)
+    }
+
+    /// One request to its HTTP API (HTTP/1.0 on loopback, bounded by a timeout): `method` `path` with
+    /// an optional JSON `body`; the response body when the status is `expect`, an error otherwise.
+    pub fn http(&self, method: &str, path: &str, body: Option<&str>, expect: u16) -> anyhow::Result<String> {
         use std::io::{Read, Write};
         let limit = Duration::from_secs(30);
         let mut tcp = std::net::TcpStream::connect_timeout(&self.api, limit)
             .with_context(|| format!("connecting to the API at {}", self.api))?;
         tcp.set_read_timeout(Some(limit))?;
-        tcp.write_all(b"GET /metrics HTTP/1.0\r\nHost: bench\r\n\r\n")?;
+        let mut request = format!("{method} {path} HTTP/1.0\r\nHost: bench\r\n");
+        if let Some(body) = body {
+            request.push_str(&format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            ));
+        } else {
+            request.push_str("\r\n");
+        }
+        tcp.write_all(request.as_bytes())?;
         let mut response = String::new();
         tcp.read_to_string(&mut response)
-            .context("reading the /metrics response")?;
+            .with_context(|| format!("reading the {method} {path} response"))?;
         let (head, body) = response
             .split_once("\r\n\r\n")
-            .context("a /metrics response without a header end")?;
-        if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
-            bail!(
-                "GET /metrics answered {}",
-                head.lines().next().unwrap_or_default()
-            );
+            .with_context(|| format!("a {method} {path} response without a header end"))?;
+        let status = head.lines().next().unwrap_or_default();
+        let code = status.split_whitespace().nth(1).unwrap_or_default();
+        if code != expect.to_string() {
+            bail!("{method} {path} answered {status}: {}", body.trim());
         }
         Ok(body.to_owned())
+    }
+
+    /// Its ready queues, from `GET /v1/shaping` (only the fields the scenarios read).
+    pub fn ready_queues(&self) -> anyhow::Result<Vec<ReadyQueue>> {
+        let body = self.http("GET", "/v1/shaping", None, 200)?;
+        let view: serde_json::Value = serde_json::from_str(&body).context("parsing /v1/shaping")?;
+        let queues = view["queues"]
+            .as_array()
+            .context("/v1/shaping without a queues array")?;
+        Ok(queues.iter().map(ReadyQueue::from_json).collect())
     }
 
     /// Resident set size in bytes, from /proc.
@@ -186,11 +254,14 @@ impl Drop for Engine {
 
 /// Waits (bounded) until the server at `address` sends its 220 greeting. The engine binds its port
 /// before it opens the spool, so a TCP connect succeeds during recovery; the greeting only comes once
-/// the server runs.
-fn wait_until_greeting(address: SocketAddr, limit: Duration) -> anyhow::Result<()> {
+/// the server runs. Fails at once when the process exits (a config error, printed on its stderr).
+fn wait_until_greeting(address: SocketAddr, child: &mut Child, limit: Duration) -> anyhow::Result<()> {
     use std::io::{Read, Write};
     let started = std::time::Instant::now();
     while started.elapsed() < limit {
+        if let Some(status) = child.try_wait()? {
+            bail!("penguin-mta exited before it greeted ({status}); its stderr says why");
+        }
         if let Ok(mut tcp) = std::net::TcpStream::connect_timeout(&address, Duration::from_millis(200)) {
             tcp.set_read_timeout(Some(
                 limit

@@ -21,6 +21,10 @@ pub struct LoadSpec {
     pub messages: usize,
     /// Approximate message size in bytes.
     pub size: usize,
+    /// Recipient domains: message number n (0-based, over all sessions) goes to
+    /// `domains[n % domains.len()]`, so a list of k domains gets the messages round-robin; empty means
+    /// `sink.example`.
+    pub domains: Arc<[String]>,
 }
 
 /// What happened.
@@ -71,8 +75,14 @@ pub async fn run(spec: &LoadSpec, deadline: Duration) -> anyhow::Result<LoadResu
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for index in 0..spec.sessions {
-        let (budget, content, address) = (Arc::clone(&budget), Arc::clone(&content), spec.address);
-        tasks.spawn(async move { session(address, index, budget, content).await });
+        let mail = Mail {
+            budget: Arc::clone(&budget),
+            total: spec.messages as i64,
+            content: Arc::clone(&content),
+            domains: Arc::clone(&spec.domains),
+        };
+        let address = spec.address;
+        tasks.spawn(async move { session(address, index, mail).await });
     }
     let mut result = LoadResult::default();
     let collected = tokio::time::timeout(deadline, async {
@@ -92,13 +102,35 @@ pub async fn run(spec: &LoadSpec, deadline: Duration) -> anyhow::Result<LoadResu
     Ok(result)
 }
 
-/// One session: EHLO, then messages until the budget is spent; returns each time-to-250.
-async fn session(
-    address: SocketAddr,
-    index: usize,
+/// What every session of a load shares.
+struct Mail {
+    /// Messages not yet taken by a session.
     budget: Arc<AtomicI64>,
+    /// Messages of the whole load.
+    total: i64,
+    /// The message content.
     content: Arc<Vec<u8>>,
-) -> anyhow::Result<Vec<Duration>> {
+    /// Recipient domains (see [`LoadSpec::domains`]).
+    domains: Arc<[String]>,
+}
+
+impl Mail {
+    /// Takes the next message of the budget: its recipient domain, or `None` when all are taken.
+    fn take(&self) -> Option<&str> {
+        let left = self.budget.fetch_sub(1, Ordering::Relaxed);
+        if left <= 0 {
+            return None;
+        }
+        let number = usize::try_from(self.total - left).unwrap_or(0);
+        Some(match self.domains.len() {
+            0 => "sink.example",
+            len => &self.domains[number % len],
+        })
+    }
+}
+
+/// One session: EHLO, then messages until the budget is spent; returns each time-to-250.
+async fn session(address: SocketAddr, index: usize, mail: Mail) -> anyhow::Result<Vec<Duration>> {
     let tcp = TcpStream::connect(address).await.context("connect")?;
     tcp.set_nodelay(true)?;
     let (read, mut write) = tcp.into_split();
@@ -108,16 +140,15 @@ async fn session(
     expect(&mut reader, 250).await?;
     let mut latencies = Vec::new();
     let mut sequence = 0u64;
-    while budget.fetch_sub(1, Ordering::Relaxed) > 0 {
+    while let Some(domain) = mail.take() {
         sequence += 1;
-        let envelope = format!(
-            "MAIL FROM:<bench@bench.example>\r\nRCPT TO:<s{index}m{sequence}@sink.example>\r\nDATA\r\n"
-        );
+        let envelope =
+            format!("MAIL FROM:<bench@bench.example>\r\nRCPT TO:<s{index}m{sequence}@{domain}>\r\nDATA\r\n");
         write.write_all(envelope.as_bytes()).await?;
         expect(&mut reader, 250).await?;
         expect(&mut reader, 250).await?;
         expect(&mut reader, 354).await?;
-        write.write_all(&content).await?;
+        write.write_all(&mail.content).await?;
         write.write_all(b".\r\n").await?;
         let sent = Instant::now();
         expect(&mut reader, 250).await?;

@@ -3,9 +3,12 @@
 //! against one core's `openssl speed` signing rate. A benchmark, not a test: it prints figures, it does
 //! not assert them (but it fails loudly when a scenario cannot run or a DKIM run was not signed).
 
+mod accuracy;
 mod capture;
 mod dkim;
+mod dnsworld;
 mod engine;
+mod idle;
 mod load;
 mod openssl;
 mod postfix;
@@ -14,6 +17,7 @@ mod procfs;
 mod report;
 mod run;
 mod scenario;
+mod sitesink;
 
 use std::path::PathBuf;
 
@@ -40,6 +44,22 @@ enum Bench {
         /// Messages to insert.
         #[arg(long, default_value_t = 1_000_000)]
         messages: usize,
+    },
+    /// Only the shaping scenarios that are not workloads (rate accuracy, idle cost of held queues):
+    /// printed, RESULTS.md untouched. `--quick` for the smoke sizes.
+    Shaping {
+        /// The smoke sizes.
+        #[arg(long)]
+        quick: bool,
+        /// Concurrent SMTP sessions of the injection.
+        #[arg(long, default_value_t = 20)]
+        sessions: usize,
+        /// The penguin-mta binary (default: next to this one).
+        #[arg(long)]
+        engine: Option<PathBuf>,
+        /// Directory on the disk for the spool.
+        #[arg(long, default_value = "/var/tmp")]
+        spool_dir: PathBuf,
     },
 }
 
@@ -81,6 +101,12 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Some(Bench::IndexMemory { messages }) => index_memory(messages),
+        Some(Bench::Shaping {
+            quick,
+            sessions,
+            engine,
+            spool_dir,
+        }) => run::shaping_only(quick, sessions, engine, &spool_dir),
         None => run::run(cli.run),
     }
 }

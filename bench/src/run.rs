@@ -9,8 +9,10 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use crate::RunArgs;
+use crate::accuracy::{self, AccuracyPlan};
 use crate::dkim::{self, KeySet, Signing};
 use crate::engine;
+use crate::idle::{self, IdlePlan};
 use crate::openssl::{self, Crypto, Rates};
 use crate::postfix;
 use crate::report::{self, Figure, Progress, RunInfo};
@@ -67,6 +69,8 @@ struct Plan {
     speed_seconds: u32,
     /// The MTAs whose time-to-250 is measured.
     latency_mtas: Vec<Mta>,
+    /// The shaping scenarios that are not a workload.
+    shaping: ShapingPlan,
 }
 
 impl Plan {
@@ -83,6 +87,10 @@ impl Plan {
                 crypto: vec![Crypto::Rsa2048],
                 speed_seconds: 1,
                 latency_mtas: vec![Mta::Postfix, Mta::Penguin],
+                shaping: ShapingPlan {
+                    accuracy: AccuracyPlan::quick(),
+                    idle: IdlePlan::quick(),
+                },
             };
         }
         let signings = vec![Signing::Rsa, Signing::Ed25519];
@@ -98,14 +106,20 @@ impl Plan {
             crypto: vec![Crypto::Rsa2048, Crypto::Ed25519],
             speed_seconds: 3,
             latency_mtas,
+            shaping: ShapingPlan {
+                accuracy: AccuracyPlan::full(),
+                idle: IdlePlan::full(),
+            },
         }
     }
 
     /// The MTAs of workload `index` in the order of each round: [`MTAS`], then for the headline
-    /// workload the DKIM-signing penguin-mta.
+    /// workload penguin-mta with shaping configured, penguin-mta receiving only, and the DKIM-signing
+    /// penguin-mta.
     fn mtas(&self, index: usize) -> Vec<Mta> {
         let mut mtas = MTAS.to_vec();
         if index == 0 {
+            mtas.extend([Mta::PenguinShaping, Mta::PenguinReception]);
             mtas.extend(self.signings.iter().map(|signing| Mta::PenguinDkim(*signing)));
         }
         mtas
@@ -129,6 +143,7 @@ impl Plan {
         self.signings.len()
             + self.rounds * (runs + self.crypto.len())
             + self.latency_mtas.len()
+            + 2
             + usize::from(self.scale_messages > 0)
     }
 }
@@ -144,6 +159,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let plan = Plan::new(&args);
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let mut info = RunInfo::collect_with_spool(command, &args.spool_dir);
+    // Other work on the machine distorts every figure: say how busy it was when the run began.
+    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
+        let load: Vec<&str> = load.split_whitespace().take(3).collect();
+        info.extra
+            .push(("load average at start (1, 5, 15 min)".into(), load.join(" ")));
+    }
     let keys = KeySet::generate(&args.spool_dir, &plan.signings)?;
     let setup = Setup {
         binary: &binary,
@@ -162,6 +183,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let probes = probe_signing(&plan, &setup, &progress)?;
     let samples = measure_rounds(&plan, &setup, &progress)?;
     let latencies = measure_latencies(&plan, &setup, &progress)?;
+    let shaping = measure_shaping(&plan.shaping, &setup, &progress)?;
     let scale = match plan.scale_messages {
         0 => None,
         messages => {
@@ -182,9 +204,39 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let figures = figures(&plan, &samples.runs, &latencies);
     let table = report::render_table(&figures);
-    let extra = extra_markdown(&figures, scale.as_ref(), &dkim, &mut info);
+    let extra = extra_markdown(&figures, scale.as_ref(), &dkim, &shaping, &mut info);
     println!("\n{table}\n{extra}");
     write_outputs(&args, &info, &figures, &table, &extra)
+}
+
+/// `penguin-bench shaping`: the accuracy and idle scenarios alone, printed.
+pub fn shaping_only(
+    quick: bool,
+    sessions: usize,
+    engine: Option<PathBuf>,
+    spool_dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    let binary = match engine {
+        Some(path) => path,
+        None => engine::default_binary()?,
+    };
+    let keys = KeySet::generate(spool_dir, &[])?;
+    let setup = Setup {
+        binary: &binary,
+        work: spool_dir,
+        sessions,
+        keys: &keys,
+    };
+    let (accuracy, idle) = if quick {
+        (AccuracyPlan::quick(), IdlePlan::quick())
+    } else {
+        (AccuracyPlan::full(), IdlePlan::full())
+    };
+    let progress = Progress::new(2);
+    let plan = ShapingPlan { accuracy, idle };
+    measure_shaping(&plan, &setup, &progress)?;
+    progress.finish();
+    Ok(())
 }
 
 /// Before the rounds: one probe message per signing algorithm, its signature verified (fails the run
@@ -265,6 +317,45 @@ fn measure_rounds(plan: &Plan, setup: &Setup<'_>, progress: &Progress) -> anyhow
     Ok(samples)
 }
 
+/// The sizes of the shaping scenarios that are not a workload.
+struct ShapingPlan {
+    /// The accuracy scenario.
+    accuracy: AccuracyPlan,
+    /// The idle scenario.
+    idle: IdlePlan,
+}
+
+/// The shaping scenarios that are not a workload: accuracy of the rate limits, idle cost of held
+/// queues.
+fn measure_shaping(
+    plan: &ShapingPlan,
+    setup: &Setup<'_>,
+    progress: &Progress,
+) -> anyhow::Result<ShapingFacts> {
+    let lanes = plan.accuracy.lanes();
+    progress.step(format!(
+        "shaping accuracy: {} domains on {} sites, {lanes} lanes at {}/s, {} s window",
+        plan.accuracy.domains,
+        plan.accuracy.sites,
+        plan.accuracy.rate,
+        plan.accuracy.window.as_secs()
+    ));
+    let measured =
+        accuracy::measure(setup, plan.accuracy).with_context(|| accuracy::context(plan.accuracy))?;
+    progress.println(accuracy::summary(&measured));
+    progress.step(format!(
+        "idle: {} held ready queues, CPU over {} s",
+        plan.idle.queues,
+        plan.idle.period.as_secs()
+    ));
+    let held = idle::measure(setup, plan.idle).context("idle-cost scenario")?;
+    progress.println(idle::summary(&held));
+    Ok(ShapingFacts {
+        accuracy: measured,
+        idle: held,
+    })
+}
+
 /// Time-to-250 of every MTA of the plan's latency list.
 fn measure_latencies(
     plan: &Plan,
@@ -322,7 +413,8 @@ fn figures(
             } else {
                 None
             };
-            let is_penguin = matches!(mta, Mta::Penguin | Mta::PenguinDkim(_));
+            // Reception alone is not comparable with Postfix's end-to-end relay.
+            let is_penguin = !matches!(mta, Mta::Ceiling | Mta::Postfix | Mta::PenguinReception);
             figures.push(Figure {
                 scenario: format!("{} ({})", scenario_name(mta), workload.label),
                 kind: mta.kind().to_string(),
@@ -359,12 +451,16 @@ fn scenario_name(mta: Mta) -> &'static str {
         Mta::PenguinDkim(Signing::Ed25519) => {
             "penguin-mta + DKIM Ed25519: smtp-source → penguin-mta → smtp-sink"
         }
+        Mta::PenguinShaping => {
+            "penguin-mta, shaping configured (not binding): smtp-source → penguin-mta → smtp-sink"
+        }
+        Mta::PenguinReception => "penguin-mta reception only (delivery paused): smtp-source → penguin-mta",
     }
 }
 
 #[path = "run_report.rs"]
 mod run_report;
-use run_report::{DkimFacts, extra_markdown, write_outputs};
+use run_report::{DkimFacts, ShapingFacts, extra_markdown, write_outputs};
 
 /// Default output directory of a run.
 fn out_dir(args: &RunArgs) -> anyhow::Result<PathBuf> {

@@ -1,9 +1,30 @@
-//! What a run writes: the scale figures, the DKIM figures, the goals of the issues against the measured
-//! figures, the JSON lines, the PNG and (full runs only) the generated section of RESULTS.md.
+//! What a run writes: the scale figures, the DKIM figures, the shaping figures, the goals of the
+//! issues against the measured figures, the JSON lines, the PNG and (full runs only) the generated
+//! section of RESULTS.md.
 
 use std::collections::BTreeMap;
 
 use super::{Crypto, Figure, Rates, RunArgs, RunInfo, Scale, Signing, out_dir, report, scale_ratio};
+use crate::accuracy::Accuracy;
+use crate::idle::Idle;
+
+/// The shaping goals: end to end with shaping configured (not binding) and reception alone, as
+/// fractions of the ceiling; the worst lane's relative rate error; idle CPU in percent of a core.
+const SHAPING_E2E_GOAL: f64 = 0.5;
+/// See [`SHAPING_E2E_GOAL`].
+const RECEPTION_GOAL: f64 = 0.6;
+/// See [`SHAPING_E2E_GOAL`].
+const ACCURACY_GOAL: f64 = 0.05;
+/// See [`SHAPING_E2E_GOAL`].
+const IDLE_GOAL_PERCENT: f64 = 2.0;
+
+/// The figures of the shaping scenarios that are not workloads.
+pub struct ShapingFacts {
+    /// Shaping accuracy.
+    pub accuracy: Accuracy,
+    /// Idle cost of held ready queues.
+    pub idle: Idle,
+}
 
 /// The DKIM goal: penguin-mta signing every message with RSA-2048 reaches at least this fraction of
 /// one core's RSA-2048 signing rate.
@@ -50,7 +71,57 @@ fn headline<'a>(figures: &'a [Figure], kind: &str) -> Option<&'a Figure> {
 }
 
 /// The goals of the benchmark issues, checked against this run.
-fn goals(figures: &[Figure], scale: Option<&Scale>, dkim: &DkimFacts) -> Vec<Goal> {
+fn goals(figures: &[Figure], scale: Option<&Scale>, dkim: &DkimFacts, shaping: &ShapingFacts) -> Vec<Goal> {
+    let mut goals = base_goals(figures, scale, dkim);
+    goals.extend(shaping_goals(figures, shaping));
+    goals
+}
+
+/// The goals of the shaping issue.
+fn shaping_goals(figures: &[Figure], shaping: &ShapingFacts) -> Vec<Goal> {
+    let ceiling = |kind: &str| headline(figures, kind).and_then(|f| f.ratio_to_ceiling);
+    let ratio_goal = |text, value: Option<f64>, goal: f64| Goal {
+        text,
+        measured: value.map_or("—".to_string(), |v| format!("{v:.2}")),
+        met: value.map(|v| v >= goal),
+    };
+    let accuracy = &shaping.accuracy;
+    let worst = accuracy.worst_error();
+    let busy = accuracy.backlogged == accuracy.plan.lanes();
+    let idle = shaping.idle.percent_of_core();
+    vec![
+        ratio_goal(
+            "end to end with shaping configured (not binding) ≥ 0.5 of the ceiling",
+            ceiling("penguin-shaping"),
+            SHAPING_E2E_GOAL,
+        ),
+        ratio_goal(
+            "reception alone (delivery paused) ≥ 0.6 of the ceiling",
+            ceiling("penguin-reception"),
+            RECEPTION_GOAL,
+        ),
+        Goal {
+            text: "shaping accuracy: every (source, site) lane within ±5% of its rate",
+            measured: format!(
+                "worst {:+.1}%, mean {:.2}% ({} lanes{})",
+                worst * 100.0,
+                accuracy.mean_abs_error() * 100.0,
+                accuracy.plan.lanes(),
+                if busy { "" } else { ", not all busy to the end" }
+            ),
+            met: Some(worst.abs() <= ACCURACY_GOAL && busy),
+        },
+        Goal {
+            text: "idle with 10,000 held ready queues < 2% of a core",
+            measured: format!("{idle:.2}% ({} queues)", shaping.idle.held),
+            // Fewer queues (the smoke run) do not measure this goal.
+            met: (shaping.idle.held >= 10_000).then_some(idle < IDLE_GOAL_PERCENT),
+        },
+    ]
+}
+
+/// The goals of the earlier benchmark issues.
+fn base_goals(figures: &[Figure], scale: Option<&Scale>, dkim: &DkimFacts) -> Vec<Goal> {
     let penguin = headline(figures, "penguin");
     let postfix = headline(figures, "postfix");
     let value = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map_or("—".to_string(), f);
@@ -97,11 +168,12 @@ fn goals(figures: &[Figure], scale: Option<&Scale>, dkim: &DkimFacts) -> Vec<Goa
     ]
 }
 
-/// The Markdown after the table: scale figures, DKIM figures and the goals.
+/// The Markdown after the table: scale figures, DKIM figures, shaping figures and the goals.
 pub fn extra_markdown(
     figures: &[Figure],
     scale: Option<&Scale>,
     dkim: &DkimFacts,
+    shaping: &ShapingFacts,
     info: &mut RunInfo,
 ) -> String {
     let mut text = String::new();
@@ -133,8 +205,9 @@ pub fn extra_markdown(
         ));
     }
     text.push_str(&dkim_markdown(figures, dkim, info));
+    text.push_str(&shaping_markdown(figures, shaping, info));
     text.push_str("| goal | measured | met |\n|---|---:|---|\n");
-    for goal in goals(figures, scale, dkim) {
+    for goal in goals(figures, scale, dkim, shaping) {
         let met = match goal.met {
             Some(true) => "yes",
             Some(false) => "**no**",
@@ -200,6 +273,77 @@ fn dkim_markdown(figures: &[Figure], dkim: &DkimFacts, info: &mut RunInfo) -> St
          DKIM run the engine under test counted no `dkim_unsigned` event.\n\n",
         probes.join("; ")
     ));
+    text
+}
+
+/// The shaping paragraph: the cost of configured shaping, the accuracy of the lanes' rates, the idle
+/// cost of held queues; the figures also go into `info.extra`.
+fn shaping_markdown(figures: &[Figure], shaping: &ShapingFacts, info: &mut RunInfo) -> String {
+    let mut text = String::from("Shaping: ");
+    let plain = headline(figures, "penguin").map(|f| f.msgs_per_sec);
+    if let (Some(shaped), Some(plain)) = (headline(figures, "penguin-shaping"), plain) {
+        text.push_str(&format!(
+            "with `[shaping]` configured far above what the run reaches (100000/s and 20 connections per \
+             lane, a provider entry, a reply rule) penguin-mta delivers {} msg/s end to end = {:.2}× the plain \
+             engine's {} msg/s. ",
+            report::format_rate(shaped.msgs_per_sec),
+            shaped.msgs_per_sec / plain,
+            report::format_rate(plain)
+        ));
+    }
+    let accuracy = &shaping.accuracy;
+    let plan = accuracy.plan;
+    let (min, max) = accuracy.rate_range();
+    text.push_str(&format!(
+        "Accuracy: {} recipient domains on {} sites, 2 sources, every (source, site) lane limited to {}/s \
+         ({} lanes), {} messages injected over SMTP in {:.1} s with delivery running; rates counted at the \
+         receiving sites over {} s after skipping the first {} s: worst lane {:+.2}% off its rate, mean \
+         |error| {:.2}% (mean signed {:+.2}%), lanes {min:.2}–{max:.2} msg/s; {} of {} lanes still had mail \
+         queued at the end of the window. ",
+        plan.domains,
+        plan.sites,
+        plan.rate,
+        plan.lanes(),
+        accuracy.messages,
+        accuracy.injection.as_secs_f64(),
+        plan.window.as_secs(),
+        plan.skip.as_secs(),
+        accuracy.worst_error() * 100.0,
+        accuracy.mean_abs_error() * 100.0,
+        accuracy.mean_error() * 100.0,
+        accuracy.backlogged,
+        plan.lanes()
+    ));
+    let idle = &shaping.idle;
+    text.push_str(&format!(
+        "Idle: {} ready queues (one site each) holding one message each under an operator suspension of \
+         the source: the engine used {:.3} CPU-s in {:.0} s = {:.2}% of one core (and {:.2} CPU-s from its \
+         start until every queue held its message, {:.1} s after the first of them was sent).\n\n",
+        idle.held,
+        idle.cpu_seconds,
+        idle.wall.as_secs_f64(),
+        idle.percent_of_core(),
+        idle.filling_cpu,
+        idle.filling.as_secs_f64()
+    ));
+    let entries = [
+        (
+            "shaping accuracy worst error (%)",
+            format!("{:+.2}", accuracy.worst_error() * 100.0),
+        ),
+        (
+            "shaping accuracy mean |error| (%)",
+            format!("{:.2}", accuracy.mean_abs_error() * 100.0),
+        ),
+        (
+            "shaping accuracy lanes busy to the end",
+            format!("{} of {}", accuracy.backlogged, plan.lanes()),
+        ),
+        ("idle held queues", idle.held.to_string()),
+        ("idle CPU (% of a core)", format!("{:.2}", idle.percent_of_core())),
+    ];
+    info.extra
+        .extend(entries.into_iter().map(|(key, value)| (key.to_string(), value)));
     text
 }
 

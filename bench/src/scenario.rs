@@ -40,7 +40,18 @@ pub enum Mta {
     Penguin,
     /// penguin-mta relaying to the sink, DKIM-signing every message at reception.
     PenguinDkim(Signing),
+    /// penguin-mta relaying to the sink with traffic shaping configured far above what the run
+    /// reaches ([`SHAPING_NOT_BINDING`]): the shaping code paths run, no limit binds.
+    PenguinShaping,
+    /// penguin-mta with delivery paused: reception alone, timed until smtp-source has its last 250.
+    PenguinReception,
 }
+
+/// The `[shaping]` section of [`Mta::PenguinShaping`]: limits far above what the run can reach, a
+/// provider entry for the relay's site (provider "other") and a reply rule that never matches.
+pub const SHAPING_NOT_BINDING: &str = "[shaping]\nmax_connections = 20\nmax_message_rate = \"100000/s\"\n\
+max_connection_rate = \"100000/s\"\n[[shaping.provider]]\nprovider = \"other\"\nmax_connections = 20\n\
+max_message_rate = \"100000/s\"\n[[shaping.rule]]\nname = \"bench-never\"\nmatch = \"penguin-bench never replies this\"\naction = \"reduce\"\n";
 
 impl Mta {
     /// The `kind` of report figures.
@@ -51,6 +62,8 @@ impl Mta {
             Mta::Penguin => "penguin",
             Mta::PenguinDkim(Signing::Rsa) => "penguin-dkim-rsa",
             Mta::PenguinDkim(Signing::Ed25519) => "penguin-dkim-ed25519",
+            Mta::PenguinShaping => "penguin-shaping",
+            Mta::PenguinReception => "penguin-reception",
         }
     }
 
@@ -87,10 +100,17 @@ pub struct Setup<'a> {
 }
 
 impl Setup<'_> {
-    /// A fresh penguin-mta relaying to `relay_to` (or with delivery paused), signing as `mta` says.
+    /// A fresh penguin-mta relaying to `relay_to` (or with delivery paused), signing and shaping as
+    /// `mta` says.
     fn engine(&self, mta: Mta, relay_to: Option<std::net::SocketAddr>) -> anyhow::Result<Engine> {
         let keys = mta.signing().map(|signing| self.keys.get(signing)).transpose()?;
-        Engine::start(self.binary, self.work, relay_to, keys)
+        match (mta, relay_to) {
+            (Mta::PenguinShaping, Some(sink)) => {
+                let sections = format!("[delivery]\nrelay_host = \"{sink}\"\n{SHAPING_NOT_BINDING}");
+                Engine::start_with(self.binary, self.work, &sections, keys)
+            }
+            _ => Engine::start(self.binary, self.work, relay_to, keys),
+        }
     }
 }
 
@@ -138,7 +158,20 @@ pub fn measure(
                 memory_mib: Some(memory),
             })
         }
-        Mta::Penguin | Mta::PenguinDkim(_) => {
+        Mta::PenguinReception => {
+            let engine = setup.engine(mta, None)?;
+            let cpu_before = engine.cpu_seconds()?;
+            let elapsed = postfix::source(engine.smtp, load)?;
+            let cpu = engine.cpu_seconds()? - cpu_before;
+            let memory = procfs::peak_rss(engine.pid())? as f64 / MIB;
+            dkim::check_census(&engine, messages, None)?;
+            Ok(Measurement {
+                rate: rate(messages, elapsed),
+                cpu_per_1000: Some(cpu * 1000.0 / messages as f64),
+                memory_mib: Some(memory),
+            })
+        }
+        Mta::Penguin | Mta::PenguinDkim(_) | Mta::PenguinShaping => {
             let engine = setup.engine(mta, Some(sink.address))?;
             let cpu_before = engine.cpu_seconds()?;
             sink.restart_clock();
@@ -147,6 +180,9 @@ pub fn measure(
             let cpu = engine.cpu_seconds()? - cpu_before;
             let memory = procfs::peak_rss(engine.pid())? as f64 / MIB;
             dkim::check_census(&engine, messages, mta.signing())?;
+            if mta == Mta::PenguinShaping {
+                check_shaping_in_force(&engine)?;
+            }
             Ok(Measurement {
                 rate: rate(messages, elapsed),
                 cpu_per_1000: Some(cpu * 1000.0 / messages as f64),
@@ -154,6 +190,22 @@ pub fn measure(
             })
         }
     }
+}
+
+/// Fails unless the engine shows its relay lane with the configured (not binding) shaping limits: the
+/// shaping config was read and the lane that just delivered runs under it. Called right after the
+/// sink counted the last message, while the delivery connections are still open (they idle for
+/// seconds), so the lane is listed.
+fn check_shaping_in_force(engine: &Engine) -> anyhow::Result<()> {
+    let queues = engine.ready_queues()?;
+    let shaped = queues
+        .iter()
+        .any(|queue| queue.max_connections == 20 && queue.max_message_rate == Some(100_000.0));
+    anyhow::ensure!(
+        shaped,
+        "penguin-mta shows no ready queue with the configured shaping limits (20 connections, 100000/s): {queues:?}"
+    );
+    Ok(())
 }
 
 /// Time-to-250 of `mta` (p50, p99 in ms) under the bench's own pipelining client: 5 KiB, reuse,
@@ -171,6 +223,7 @@ pub fn latency(
             sessions: setup.sessions,
             messages,
             size: 5120,
+            domains: Vec::new().into(),
         };
         runtime.block_on(load::run(&spec, RUN_LIMIT))
     };
@@ -186,7 +239,7 @@ pub fn latency(
             relay.stop()?;
             result
         }
-        Mta::Penguin | Mta::PenguinDkim(_) => {
+        Mta::Penguin | Mta::PenguinDkim(_) | Mta::PenguinShaping | Mta::PenguinReception => {
             let engine = setup.engine(mta, Some(sink.address))?;
             let result = run(engine.smtp)?;
             sink.wait_for(messages as u64, RUN_LIMIT)?;

@@ -91,7 +91,7 @@ pub(crate) struct LegendEntry {
 }
 
 /// The colour of a figure's kind ("ceiling", "postfix", "penguin", the DKIM-signing penguin kinds in
-/// lighter blues; anything else gets one more).
+/// lighter blues, the shaping and reception-only penguin kinds in greens; anything else gets one more).
 pub(crate) fn colour_of(kind: &str) -> Rgb {
     match kind.to_ascii_lowercase().as_str() {
         "ceiling" => (150, 150, 150),
@@ -99,6 +99,8 @@ pub(crate) fn colour_of(kind: &str) -> Rgb {
         "penguin" => (46, 110, 186),
         "penguin-dkim-rsa" => (96, 158, 222),
         "penguin-dkim-ed25519" => (150, 196, 240),
+        "penguin-shaping" => (38, 150, 130),
+        "penguin-reception" => (120, 190, 90),
         _ => (128, 88, 168),
     }
 }
@@ -111,6 +113,8 @@ fn kind_label(kind: &str) -> String {
         "penguin" => "penguin-mta".to_owned(),
         "penguin-dkim-rsa" => "penguin-mta + DKIM RSA-2048".to_owned(),
         "penguin-dkim-ed25519" => "penguin-mta + DKIM Ed25519".to_owned(),
+        "penguin-shaping" => "penguin-mta, shaping configured".to_owned(),
+        "penguin-reception" => "penguin-mta reception only".to_owned(),
         _ => kind.to_owned(),
     }
 }
@@ -431,11 +435,13 @@ mod tests {
             "penguin",
             "penguin-dkim-rsa",
             "penguin-dkim-ed25519",
+            "penguin-shaping",
+            "penguin-reception",
             "other",
         ]
         .map(colour_of)
         .into();
-        assert_eq!(colours.len(), 6, "each kind has its own colour");
+        assert_eq!(colours.len(), 8, "each kind has its own colour");
         assert_eq!(layout.bars[3].value_label, "12027 msg/s");
         let ticks: Vec<&str> = layout.ticks.iter().map(|tick| tick.label.as_str()).collect();
         assert_eq!(ticks, ["0", "5k", "10k", "15k", "20k", "25k", "30k"]);
