@@ -1,6 +1,7 @@
 //! `penguin-bench`: same-run comparisons of penguin-mta against the loopback ceiling (Postfix's
 //! smtp-source → smtp-sink) and against Postfix as a durable relay, and of DKIM-signing penguin-mta
-//! against one core's `openssl speed` signing rate. A benchmark, not a test: it prints figures, it does
+//! against one core's `openssl speed` signing rate; penguin-mta with shaping configured and receiving
+//! only; the accuracy of shaped rates per (source, site) lane and the idle cost of held ready queues. A benchmark, not a test: it prints figures, it does
 //! not assert them (but it fails loudly when a scenario cannot run or a DKIM run was not signed).
 
 mod accuracy;
@@ -66,8 +67,9 @@ enum Bench {
 /// Options of the comparison run.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
-    /// The smoke run: one workload, one round, small counts, one DKIM (RSA-2048) run, no scale
-    /// scenario; under a minute, and RESULTS.md is not touched.
+    /// The smoke run: one workload, one round, small counts, one DKIM (RSA-2048) run, the shaping
+    /// scenarios at smoke sizes (10 lanes for 5 s, 2,000 held queues for 10 s), no scale scenario;
+    /// under a minute, and RESULTS.md is not touched.
     #[arg(long)]
     pub quick: bool,
     /// Interleaved rounds (medians are reported).

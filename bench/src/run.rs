@@ -1,7 +1,8 @@
 //! The comparison run: every workload through the ceiling, Postfix and penguin-mta (the headline
 //! workload also through penguin-mta DKIM-signing with RSA-2048 and Ed25519), interleaved over rounds so
 //! each ratio compares figures taken seconds apart, with one core's `openssl speed` signing rates
-//! measured in every round; then latency and scale; then the report.
+//! measured in every round (the headline workload also through penguin-mta with shaping configured and
+//! receiving only); then latency, the shaping accuracy and idle scenarios, and scale; then the report.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -119,6 +119,9 @@ fn kind_label(kind: &str) -> String {
     }
 }
 
+/// Height of one row of the legend, px.
+const LEGEND_ROW: i32 = 20;
+
 /// Estimated width of `text` at `size` px (an over-estimate, for keeping text inside the image).
 fn text_width(text: &str, size: f64) -> i32 {
     (text.chars().count() as f64 * size * EM_PER_CHAR).ceil() as i32
@@ -169,26 +172,32 @@ pub(crate) fn layout_chart(figures: &[Figure], title: &str) -> ChartLayout {
             kinds.push(&figure.kind);
         }
     }
-    let legend_y = 52;
+    // One row of swatches, wrapped onto further rows when it would leave the image.
+    let mut legend_y = 52;
     let mut x = MARGIN;
     let legend = kinds
         .iter()
         .map(|kind| {
             let label = kind_label(kind);
+            let entry_width = 20 + text_width(&label, SMALL_SIZE) + 12;
+            if x > MARGIN && x + entry_width - 12 > width - MARGIN {
+                x = MARGIN;
+                legend_y += LEGEND_ROW;
+            }
             let entry = LegendEntry {
                 swatch_top_left: (x, legend_y),
                 label_at: (x + 20, legend_y + 1),
                 colour: colour_of(kind),
                 label: label.clone(),
             };
-            x += 20 + text_width(&label, SMALL_SIZE) + 12;
+            x += entry_width;
             entry
         })
         .collect();
 
     let plot_left = MARGIN;
     let plot_right = width - MARGIN - VALUE_ROOM;
-    let plot_top = 84;
+    let plot_top = legend_y + 32;
     let plot_bottom = plot_top + figures.len() as i32 * ROW_HEIGHT + 6;
     let plot_width = (plot_right - plot_left) as f64;
 
@@ -415,6 +424,41 @@ mod tests {
         assert!(
             layout.height as i32 > bottom + 40,
             "room for the tick labels and caption"
+        );
+    }
+
+    #[test]
+    fn a_long_legend_wraps_inside_the_image() {
+        let kinds = [
+            "ceiling",
+            "postfix",
+            "penguin",
+            "penguin-shaping",
+            "penguin-reception",
+            "penguin-dkim-rsa",
+            "penguin-dkim-ed25519",
+        ];
+        let figures: Vec<Figure> = kinds
+            .iter()
+            .map(|kind| Figure {
+                kind: (*kind).into(),
+                ..sample_figures()[2].clone()
+            })
+            .collect();
+        let layout = layout_chart(&figures, "title");
+        assert_eq!(layout.legend.len(), kinds.len());
+        for entry in &layout.legend {
+            let right = entry.label_at.0 + text_width(&entry.label, SMALL_SIZE);
+            assert!(right <= WIDTH as i32 - MARGIN, "{} ends at {right}", entry.label);
+        }
+        let last_row = layout.legend.iter().map(|e| e.swatch_top_left.1).max().unwrap();
+        assert!(
+            last_row > layout.legend[0].swatch_top_left.1,
+            "wrapped onto a second row"
+        );
+        assert!(
+            layout.plot.0.1 > last_row + 16,
+            "the plot starts below the legend"
         );
     }
 
