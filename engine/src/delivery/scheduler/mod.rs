@@ -328,13 +328,12 @@ impl Scheduler {
     /// for it and preferring those that can send now (a source at its limit never holds back the
     /// others).
     fn choose_source(&mut self, item: &Item, site: SiteId, now_us: u64) -> SourceId {
-        let members = self
-            .settings
+        let settings = Arc::clone(&self.settings);
+        let members = settings
             .pools
             .get(usize::from(item.pool.0))
-            .map(|pool| pool.members.clone())
-            .unwrap_or_default();
-        match members.as_slice() {
+            .map_or(&[][..], |pool| pool.members.as_slice());
+        match members {
             [] => SourceId(0),
             [(only, _)] => *only,
             _ => {
