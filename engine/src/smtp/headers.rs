@@ -95,21 +95,27 @@ pub fn message_id(content: &[u8]) -> Option<String> {
     (!value.is_empty()).then(|| value.to_string())
 }
 
+/// The value of the first field named `name` (lowercase), unfolded (line breaks removed), if the
+/// header has one.
+fn first_value(content: &[u8], name: &[u8]) -> Option<Vec<u8>> {
+    let (_, raw) = header_fields(content).find(|(field, _)| field.eq_ignore_ascii_case(name))?;
+    Some(
+        raw.iter()
+            .copied()
+            .filter(|&b| b != b'\r' && b != b'\n')
+            .collect(),
+    )
+}
+
 /// Why the campaign header was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BadCampaign;
 
 /// The campaign from the first `X-Campaign-ID` field: unfolded, trimmed, 1–128 printable ASCII.
 pub fn campaign_of(content: &[u8]) -> Result<String, BadCampaign> {
-    let Some((_, raw)) = header_fields(content).find(|(name, _)| name.eq_ignore_ascii_case(b"x-campaign-id"))
-    else {
+    let Some(unfolded) = first_value(content, b"x-campaign-id") else {
         return Ok(DEFAULT_CAMPAIGN.to_string());
     };
-    let unfolded: Vec<u8> = raw
-        .iter()
-        .copied()
-        .filter(|&b| b != b'\r' && b != b'\n')
-        .collect();
     let value = unfolded.trim_ascii();
     if value.is_empty() {
         return Ok(DEFAULT_CAMPAIGN.to_string());
@@ -130,14 +136,9 @@ pub struct BadPool(pub String);
 /// The pool a message asks for with its first `X-Pool` field (unfolded, trimmed); `None` without one
 /// (or with an empty one). A value that cannot be a pool name is refused.
 pub fn pool_of(content: &[u8]) -> Result<Option<String>, BadPool> {
-    let Some((_, raw)) = header_fields(content).find(|(name, _)| name.eq_ignore_ascii_case(b"x-pool")) else {
+    let Some(unfolded) = first_value(content, b"x-pool") else {
         return Ok(None);
     };
-    let unfolded: Vec<u8> = raw
-        .iter()
-        .copied()
-        .filter(|&b| b != b'\r' && b != b'\n')
-        .collect();
     let value = unfolded.trim_ascii();
     if value.is_empty() {
         return Ok(None);
