@@ -167,3 +167,28 @@ async fn requests_that_cannot_be_taken_are_refused_naming_the_field() {
     let (_, listed) = world.api("GET", "/v1/suspensions", None).await;
     assert_eq!(listed["suspensions"], json!([]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_mail_still_expires_at_its_maximum_age() {
+    let clock = ManualClock::starting_now();
+    let shared: penguin_mta::clock::SharedClock = clock.clone();
+    let world = DeliveryWorld::start_with_clock(1, shared, |config| {
+        apply_shaping(config, SHAPING);
+        config.delivery.max_age = "1h".parse().expect("duration");
+    })
+    .await;
+    world.route_to_sink("old.test", 0);
+    suspend(&world, json!({"domain": "old.test", "duration": "2h"})).await;
+    world.send(&["r@old.test"]).await;
+    world.wait_queued("mx.old.test", 1).await;
+
+    clock.advance(Duration::from_secs(3601));
+    let expired = world.wait_event("expiration", "r@old.test").await;
+    assert_eq!(expired["response"]["enhanced"], "4.4.7", "{expired}");
+    let dsn = world.sender_sink.wait_for(1).await;
+    assert!(dsn[0].text().contains("Status: 4.4.7"), "a DSN tells the sender");
+    assert!(
+        world.events_for("r@old.test").iter().all(|e| e["type"] != "transient_failure"),
+        "never attempted while held"
+    );
+}
