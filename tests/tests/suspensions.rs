@@ -188,7 +188,10 @@ async fn held_mail_still_expires_at_its_maximum_age() {
     let dsn = world.sender_sink.wait_for(1).await;
     assert!(dsn[0].text().contains("Status: 4.4.7"), "a DSN tells the sender");
     assert!(
-        world.events_for("r@old.test").iter().all(|e| e["type"] != "transient_failure"),
+        world
+            .events_for("r@old.test")
+            .iter()
+            .all(|e| e["type"] != "transient_failure"),
         "never attempted while held"
     );
 }
