@@ -2,29 +2,16 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::OnceLock;
 use std::time::Duration;
 
-use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHasher, SaltString};
-use penguin_config::{
-    ApiConfig, ByteSize, Config, ConfigErrors, DEFAULT_CONFIG_TOML, Factor, HumanDuration, MessageRate,
-    PoolConfig, PoolMember, ProviderConfig, RuleAction, RuleScope, RuleTrigger, ShapingConfig,
-    ShapingDomainConfig, ShapingProviderConfig, ShapingRuleConfig, SmtpConfig, SourceConfig, SpoolConfig,
-    TenantConfig, TlsConfig,
-};
+mod common;
 
-/// A real argon2id hash (hashing is slow, so once per test binary).
-fn hash() -> &'static str {
-    static HASH: OnceLock<String> = OnceLock::new();
-    HASH.get_or_init(|| {
-        let salt = SaltString::generate(&mut OsRng);
-        argon2::Argon2::default()
-            .hash_password(b"correct horse", &salt)
-            .expect("hash")
-            .to_string()
-    })
-}
+use common::*;
+use penguin_config::{
+    ApiConfig, ByteSize, Config, DEFAULT_CONFIG_TOML, Factor, HumanDuration, MessageRate, PoolConfig,
+    PoolMember, ProviderConfig, RuleAction, RuleScope, RuleTrigger, ShapingConfig, ShapingDomainConfig,
+    ShapingProviderConfig, ShapingRuleConfig, SmtpConfig, SourceConfig, SpoolConfig, TenantConfig, TlsConfig,
+};
 
 fn tenant(name: &str, username: &str, domains: &str) -> String {
     format!(
@@ -53,26 +40,6 @@ listen = "127.0.0.1:8025"
 {}"#,
         tenant("acme", "acme", r#"["acme.example"]"#)
     )
-}
-
-fn errors_of(text: &str) -> ConfigErrors {
-    match Config::from_toml_str(text) {
-        Ok(config) => panic!("expected errors, got {config:?}"),
-        Err(errors) => errors,
-    }
-}
-
-/// Asserts that parsing `text` fails with an error at `path` whose reason contains `reason`.
-fn assert_error(text: &str, path: &str, reason: &str) {
-    let errors = errors_of(text);
-    let error = errors
-        .at(path)
-        .unwrap_or_else(|| panic!("no error at {path:?} in:\n{errors}\nfor:\n{text}"));
-    assert!(
-        error.reason.contains(reason),
-        "{path}: {:?} does not contain {reason:?}",
-        error.reason
-    );
 }
 
 fn addr(text: &str) -> SocketAddr {

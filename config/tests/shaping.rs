@@ -2,26 +2,15 @@
 //! limit precedence, tenant pools) and every validation rule with its field path.
 
 use std::net::IpAddr;
-use std::sync::OnceLock;
 use std::time::Duration;
 
-use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHasher, SaltString};
-use penguin_config::{
-    Config, ConfigErrors, EgressSource, Factor, LaneLimits, MessageRate, PoolMember, ProviderLimits,
-    RuleAction, RuleScope, RuleTrigger,
-};
+mod common;
 
-fn hash() -> &'static str {
-    static HASH: OnceLock<String> = OnceLock::new();
-    HASH.get_or_init(|| {
-        let salt = SaltString::generate(&mut OsRng);
-        argon2::Argon2::default()
-            .hash_password(b"pw", &salt)
-            .expect("hash")
-            .to_string()
-    })
-}
+use common::*;
+use penguin_config::{
+    EgressSource, Factor, LaneLimits, MessageRate, PoolMember, ProviderLimits, RuleAction, RuleScope,
+    RuleTrigger,
+};
 
 /// A tenant block with extra lines (`pool = ...`).
 fn tenant(name: &str, extra: &str) -> String {
@@ -107,30 +96,6 @@ action = "bounce"
         ),
         tenant("plain", ""),
     )
-}
-
-fn parse(text: &str) -> Config {
-    Config::from_toml_str(text).unwrap_or_else(|e| panic!("{e}\nfor:\n{text}"))
-}
-
-fn errors_of(text: &str) -> ConfigErrors {
-    match Config::from_toml_str(text) {
-        Ok(_) => panic!("expected errors for:\n{text}"),
-        Err(errors) => errors,
-    }
-}
-
-/// Asserts an error at exactly `path` whose reason contains `reason`.
-fn assert_error(text: &str, path: &str, reason: &str) {
-    let errors = errors_of(text);
-    let error = errors
-        .at(path)
-        .unwrap_or_else(|| panic!("no error at {path:?} in:\n{errors}\nfor:\n{text}"));
-    assert!(
-        error.reason.contains(reason),
-        "{path}: {:?} does not contain {reason:?}",
-        error.reason
-    );
 }
 
 fn ip(text: &str) -> IpAddr {
