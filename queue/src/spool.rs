@@ -193,11 +193,10 @@ impl Spool {
     /// writing nothing, if the message does not exist (for example deleted meanwhile). Batched like
     /// `enqueue` but not fsynced on its own (the next synced batch carries it): a power loss may bring
     /// the previous envelope back, which means a retry, never a loss.
-    pub async fn update_envelope(&self, id: MessageId, envelope: Envelope) -> Result<bool, SpoolError> {
-        let encoded = codec::encode(&envelope);
+    pub async fn update_envelope(&self, id: MessageId, envelope: &Envelope) -> Result<bool, SpoolError> {
         let op = Op::Update {
             id,
-            envelope: encoded,
+            envelope: codec::encode(envelope),
             schedule: schedule_of(envelope),
             progress: false,
         };
@@ -363,12 +362,12 @@ impl fmt::Debug for Spool {
     }
 }
 
-/// Where a message with this envelope belongs in the schedule; consumes the names it needs.
-fn schedule_of(envelope: Envelope) -> Option<Schedule> {
-    envelope.has_queued().then_some(Schedule {
+/// Where a message with this envelope belongs in the schedule (`None`: nothing is queued).
+fn schedule_of(envelope: &Envelope) -> Option<Schedule> {
+    envelope.has_queued().then(|| Schedule {
         due_ms: envelope.next_attempt_at_ms,
-        tenant: envelope.tenant,
-        campaign: envelope.campaign,
+        tenant: envelope.tenant.clone(),
+        campaign: envelope.campaign.clone(),
     })
 }
 
@@ -384,6 +383,6 @@ fn insertion(message: NewMessage) -> Insertion {
         id: message.id,
         envelope,
         body: message.body,
-        schedule: schedule_of(message.envelope),
+        schedule: schedule_of(&message.envelope),
     }
 }

@@ -73,7 +73,7 @@ async fn a_progress_save_stores_states_without_rescheduling_or_deleting() {
 
     envelope.recipients[0].state = RecipientState::Queued;
     envelope.next_attempt_at_ms = 42;
-    assert!(spool.update_envelope(id, envelope).await.expect("end of round"));
+    assert!(spool.update_envelope(id, &envelope).await.expect("end of round"));
     assert_eq!(spool.index().due_ms(id), Some(42), "the round's end reschedules");
     spool.close().expect("close");
 }

@@ -104,14 +104,14 @@ async fn update_reschedules_and_finishing_deletes() {
     deferred.recipients[0].state = RecipientState::Delivered;
     deferred.recipients[1].attempts = 1;
     deferred.next_attempt_at_ms += 60_000;
-    assert!(spool.update_envelope(id, deferred.clone()).await.expect("update"));
+    assert!(spool.update_envelope(id, &deferred).await.expect("update"));
     assert_eq!(spool.read_envelope(id).expect("read"), Some(deferred.clone()));
     assert_eq!(spool.index().due_ms(id), Some(deferred.next_attempt_at_ms));
 
     // The last recipient bounces: the message is finished, envelope and body are gone.
     let mut finished = deferred;
     finished.recipients[1].state = RecipientState::Bounced;
-    assert!(spool.update_envelope(id, finished.clone()).await.expect("update"));
+    assert!(spool.update_envelope(id, &finished).await.expect("update"));
     assert_eq!(spool.read_envelope(id).expect("read"), None);
     assert_eq!(spool.read_body(id).expect("read"), None);
     assert!(!spool.index().contains(id));
@@ -119,7 +119,7 @@ async fn update_reschedules_and_finishing_deletes() {
     // Updating a message that no longer exists writes nothing.
     assert!(
         !spool
-            .update_envelope(id, original.envelope.clone())
+            .update_envelope(id, &original.envelope)
             .await
             .expect("update")
     );

@@ -201,3 +201,25 @@ async fn configured_rules_bounce_or_reschedule_the_recipient() {
         "the rule's 10 minutes, not the schedule's 1 s"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_greeting_refused_with_a_throttling_reply_slows_the_queue_too() {
+    let (world, _clock) = world("[shaping]\nmax_message_rate = \"60/min\"\n").await;
+    world.route_to_sink("busy.test", 0);
+    world.sinks[0].set_behaviour(SinkBehaviour {
+        greeting: Some((
+            421,
+            "4.7.0 Too many connections, rate limited, try again later".into(),
+        )),
+        ..SinkBehaviour::default()
+    });
+    world.send(&["r@busy.test"]).await;
+    let deferred = world.wait_event("transient_failure", "r@busy.test").await;
+    assert_eq!(deferred["class"], "rate_limited", "{deferred}");
+    assert_eq!(deferred["response"]["code"], 421, "{deferred}");
+    let adjusted = world
+        .wait_events("the rate halved", 1, |e| e["type"] == "shaping_adjusted")
+        .await;
+    assert_eq!(adjusted[0]["rate_after"].as_f64(), Some(0.5), "{}", adjusted[0]);
+    assert_eq!(effective_rate(&world, "mx.busy.test").await, Some(0.5));
+}

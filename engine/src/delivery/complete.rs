@@ -64,24 +64,17 @@ impl Delivery {
     }
 
     /// An item whose domain could not be routed (DNS failure, NXDOMAIN, null MX): one attempt each.
-    pub(super) async fn fail_unrouted(
-        &self,
-        item: Item,
-        domain: &str,
-        failure: NetworkFailure,
-        detail: &str,
-    ) {
+    pub(super) async fn fail_unrouted(&self, item: Item, failure: NetworkFailure, detail: &str) {
         let attempt = Attempt::from_failure(failure, detail, &ConnectionInfo::default());
         let attempts = item
             .recipients
             .iter()
             .map(|&i| (usize::from(i), attempt.clone()))
             .collect();
+        let pool = self.lock().settings().pool_name(item.pool);
         let work = Work {
             lane: super::scheduler::LaneId(u32::MAX),
-            tenant: Arc::from(""),
-            campaign: Arc::from(""),
-            domain: Arc::from(domain),
+            pool,
             item,
         };
         self.finish_item(&work, None, attempts, None).await;
@@ -99,12 +92,22 @@ impl Delivery {
         change: impl FnOnce(&mut Envelope) -> Applied,
     ) {
         let id = work.item.id;
-        let lock = self.lock().message_lock(id);
+        // A message of one item has no lock: it ends under the same scheduler lock that finds this out.
+        let (lock, ended) = {
+            let mut scheduler = self.lock();
+            match scheduler.message_lock(id) {
+                Some(lock) => (Some(lock), None),
+                None => (None, Some(scheduler.finish_item(id))),
+            }
+        };
         let _serial = match &lock {
             Some(lock) => Some(lock.lock().await),
             None => None,
         };
-        let end = self.lock().finish_item(id);
+        let end = match ended {
+            Some(end) => end,
+            None => self.lock().finish_item(id),
+        };
         let current = match preloaded {
             Some(loaded) if lock.is_none() => Ok(Some(loaded)),
             _ => self.load(id),
@@ -164,7 +167,7 @@ impl Delivery {
             }
             return true;
         }
-        match self.spool.update_envelope(id, envelope.clone()).await {
+        match self.spool.update_envelope(id, envelope).await {
             Ok(_) => {
                 self.in_flight.fetch_sub(1, Ordering::Relaxed);
                 if envelope.has_queued() {
@@ -192,7 +195,6 @@ impl Delivery {
         now_ms: u64,
     ) {
         let message_id = headers::message_id(body);
-        let pool = self.lock().settings().pool_name(work.item.pool);
         for event in &applied.events {
             let mut event = self.event(work.item.id, envelope, message_id.as_deref(), event, now_ms);
             if let Some(names) = names {
@@ -200,7 +202,7 @@ impl Delivery {
                 event.site = Some(Arc::clone(&names.site));
                 event.provider = Some(Arc::clone(&names.provider));
             }
-            event.pool = Some(Arc::clone(&pool));
+            event.pool = Some(Arc::clone(&work.pool));
             self.events.emit(event);
         }
     }

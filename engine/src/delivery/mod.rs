@@ -365,7 +365,7 @@ impl Delivery {
                 let delivery = Arc::clone(self);
                 tasks.spawn(async move {
                     for item in items {
-                        delivery.fail_unrouted(item, &domain, failure, &detail).await;
+                        delivery.fail_unrouted(item, failure, &detail).await;
                     }
                 });
             }

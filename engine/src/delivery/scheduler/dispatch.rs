@@ -161,15 +161,16 @@ impl Scheduler {
                 } = self;
                 let lane = &mut lanes[lane_id.0 as usize];
                 let (source, provider) = (lane.source, lane.provider);
-                let source_name = settings.source_name(source);
-                let provider_name = settings.provider_name(provider);
+                // The lane's names, only needed to match operator suspensions.
+                let lane_names = (!suspensions.is_empty())
+                    .then(|| (settings.source_name(source), settings.provider_name(provider)));
                 let names = &*names;
                 lane.take_next(|item| {
                     if item.expires_at_us <= now_us {
                         return Ok(());
                     }
-                    if !suspensions.is_empty() {
-                        let key = super::operator::OwnedKey::of(names, item, &source_name, &provider_name);
+                    if let Some((source_name, provider_name)) = &lane_names {
+                        let key = super::operator::OwnedKey::of(names, item, source_name, provider_name);
                         if let Some(until) = super::operator::suspended_until(suspensions, &key, now_us) {
                             return Err(until);
                         }

@@ -109,19 +109,15 @@ struct MessageState {
     retry_at_ms: Option<u64>,
 }
 
-/// An item handed to a connection, with the names its events need.
+/// An item handed to a connection, with the pool name its events need.
 #[derive(Clone, Debug)]
 pub struct Work {
     /// The item.
     pub item: Item,
     /// Its lane.
     pub lane: LaneId,
-    /// Tenant name.
-    pub tenant: Arc<str>,
-    /// Campaign name.
-    pub campaign: Arc<str>,
-    /// Recipient domain.
-    pub domain: Arc<str>,
+    /// The name of its pool (for events).
+    pub pool: Arc<str>,
 }
 
 /// How a message's item ended, for its envelope update.
@@ -419,9 +415,7 @@ impl Scheduler {
     /// The work of an item of `lane`, with its names.
     fn work(&self, item: Item, lane: LaneId) -> Work {
         Work {
-            tenant: self.names.name(item.key.tenant),
-            campaign: self.names.name(item.key.campaign),
-            domain: self.names.name(item.key.domain),
+            pool: self.settings.pool_name(item.pool),
             item,
             lane,
         }

@@ -124,7 +124,8 @@ fn an_item_opens_a_connection_that_takes_it_then_idles() {
     assert_eq!(&*opens[0].names.1, "mx.example.com");
     let work = send(&mut s, opens[0].conn, T0);
     assert_eq!(work.item.id, id);
-    assert_eq!((&*work.tenant, &*work.domain), ("acme", "example.com"));
+    assert_eq!(work.item.key, s.queue_key("acme", "c", "example.com"));
+    assert_eq!(&*work.pool, "default");
     assert!(matches!(s.next(opens[0].conn, T0), Next::Idle(_)));
     assert!(
         s.poll(T0).is_empty(),
