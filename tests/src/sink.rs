@@ -321,6 +321,9 @@ struct Session {
     tls: bool,
     /// The open mail transaction.
     transaction: Option<Transaction>,
+    /// Input was already waiting when the last message's final dot was read: the client pipelined
+    /// its next commands behind the content.
+    pipelined_after_data: bool,
 }
 
 /// One open mail transaction.
@@ -335,6 +338,8 @@ struct Transaction {
     rcpt_to: Vec<String>,
     /// Raw RCPT parameters of each accepted recipient.
     rcpt_params: Vec<String>,
+    /// Its MAIL arrived together with the previous message's content (before our reply to its dot).
+    pipelined: bool,
 }
 
 /// One client connection.
@@ -525,6 +530,7 @@ impl Connection {
             mail_params: params.to_string(),
             rcpt_to: Vec::new(),
             rcpt_params: Vec::new(),
+            pipelined: std::mem::take(&mut self.session.pipelined_after_data),
         });
         self.send(250, "2.1.0 Ok").await
     }
@@ -570,6 +576,7 @@ impl Connection {
         }
         self.send(354, "End data with <CR><LF>.<CR><LF>").await?;
         let content = self.read_content().await?;
+        self.session.pipelined_after_data = self.has_buffered();
         let Some(transaction) = self.session.transaction.take() else {
             return Err(Stop::Quit);
         };
@@ -616,6 +623,7 @@ impl Connection {
             transaction: transaction.number,
             peer: self.peer,
             at: std::time::SystemTime::now(),
+            pipelined: transaction.pipelined,
         };
         lock(&self.shared.received).push(received);
         self.shared.stats.send_modify(|stats| stats.received += 1);

@@ -128,6 +128,9 @@ pub struct Connection {
     pub transactions: usize,
     /// False once the connection must not be reused (error, 421, timeout).
     usable: bool,
+    /// The envelope commands (MAIL, RCPT, DATA) of the next transaction, written behind the previous
+    /// message's final dot (RFC 2920 allows content first in a group), their replies not read yet.
+    announced: Option<String>,
 }
 
 impl Connection {
@@ -205,6 +208,7 @@ impl Connection {
             tls: None,
             transactions: 0,
             usable: true,
+            announced: None,
         })
     }
 

@@ -112,16 +112,25 @@ impl Connection {
 
     /// Ends the session politely (bounded; errors ignored: the connection is going away anyway).
     pub async fn quit(mut self, timeout: Duration) {
-        if self.usable && self.write(b"QUIT\r\n", timeout).await.is_ok() {
+        // With a transaction pipelined ahead the server may be reading message content: a QUIT
+        // would become part of it. Closing abandons that transaction, as RFC 5321 says.
+        if self.usable && self.announced.is_none() && self.write(b"QUIT\r\n", timeout).await.is_ok() {
             let _ = self.read_reply(timeout).await;
         }
         let _ = self.stream.get_mut().shutdown().await;
     }
 
     /// Whether the server has sent anything unsolicited (or closed): then the idle connection is dead.
+    /// Replies to a transaction pipelined ahead are expected, not unsolicited.
     pub fn has_unread_input(&self) -> bool {
-        !self.stream.buffer().is_empty()
+        self.announced.is_none() && !self.stream.buffer().is_empty()
     }
+
+    /// Whether the server offered PIPELINING (then transactions can be pipelined ahead).
+    pub fn pipelines(&self) -> bool {
+        self.capabilities.pipelining
+    }
+
 }
 
 /// Accepts any server certificate: opportunistic TLS (RFC 7435) encrypts against passive observers

@@ -14,11 +14,67 @@ impl Connection {
     /// to the end of data); `Err` means no per-recipient answer exists (MAIL refused, connection or
     /// protocol failure) and applies to all recipients. The connection stays usable only after a
     /// completed transaction.
+    ///
+    /// `ahead` is the transaction the caller will send next on this connection, if it has one now:
+    /// with PIPELINING its MAIL, RCPT and DATA go out in the same write as this message's content
+    /// and final dot, saving a round of writes and wake-ups on both sides. The next call must then
+    /// be for exactly that transaction (anything else makes the connection unusable).
     pub async fn send(
         &mut self,
         tx: &Transaction<'_>,
+        ahead: Option<&Transaction<'_>>,
         timeouts: Timeouts,
     ) -> Result<RecipientReplies, SessionError> {
+        if !self.usable {
+            return Err(SessionError::network(
+                NetworkFailure::Disconnected,
+                format!("the connection to {} cannot be reused", self.host),
+            ));
+        }
+        let needs_utf8 = self.acceptable(tx)?;
+        let commands = self.envelope_commands(tx, needs_utf8);
+        let result = match self.announced.take() {
+            Some(announced) if announced == commands => self.envelope_replies(tx, timeouts).await,
+            Some(_) => {
+                self.usable = false;
+                return Err(SessionError::network(
+                    NetworkFailure::Disconnected,
+                    "the transaction differs from the one pipelined ahead",
+                ));
+            }
+            None if self.capabilities.pipelining => {
+                self.write(commands.as_bytes(), timeouts.command).await?;
+                self.envelope_replies(tx, timeouts).await
+            }
+            None => self.envelope_stepwise(&commands, tx, timeouts).await,
+        };
+        let (rcpt_replies, data_reply) = match result {
+            Ok(replies) => replies,
+            Err(error) => {
+                self.abandon(timeouts).await;
+                return Err(error);
+            }
+        };
+        let accepted = rcpt_replies.iter().filter(|reply| reply.is_positive()).count();
+        let final_reply = self
+            .finish_data(tx, ahead, data_reply, accepted, timeouts)
+            .await?;
+        self.transactions += 1;
+        Ok(rcpt_replies
+            .into_iter()
+            .map(|rcpt| {
+                if rcpt.is_positive() {
+                    final_reply.clone()
+                } else {
+                    rcpt
+                }
+            })
+            .collect())
+    }
+
+    /// Whether this server can take `tx` (SMTPUTF8 when needed, its SIZE limit): Ok(needs SMTPUTF8),
+    /// or the error that fails the transaction without sending it.
+    fn acceptable(&self, tx: &Transaction<'_>) -> Result<bool, SessionError> {
         let needs_utf8 = tx.smtputf8 || !tx.sender.is_ascii() || tx.recipients.iter().any(|r| !r.is_ascii());
         if needs_utf8 && !self.capabilities.smtputf8 {
             return Err(SessionError::network(
@@ -41,37 +97,16 @@ impl Connection {
                 lines: vec![text],
             }));
         }
-        let mail = self.mail_command(tx, needs_utf8);
-        let result = if self.capabilities.pipelining {
-            self.envelope_pipelined(&mail, tx, timeouts).await
-        } else {
-            self.envelope_stepwise(&mail, tx, timeouts).await
-        };
-        let (rcpt_replies, data_reply) = match result {
-            Ok(replies) => replies,
-            Err(error) => {
-                self.abandon(timeouts).await;
-                return Err(error);
-            }
-        };
-        let accepted = rcpt_replies.iter().filter(|reply| reply.is_positive()).count();
-        let final_reply = self.finish_data(tx, data_reply, accepted, timeouts).await?;
-        self.transactions += 1;
-        Ok(rcpt_replies
-            .into_iter()
-            .map(|rcpt| {
-                if rcpt.is_positive() {
-                    final_reply.clone()
-                } else {
-                    rcpt
-                }
-            })
-            .collect())
+        Ok(needs_utf8)
     }
 
-    /// `MAIL FROM:<..>` with SIZE, BODY and SMTPUTF8 parameters as the server allows.
-    fn mail_command(&self, tx: &Transaction<'_>, needs_utf8: bool) -> String {
-        let mut command = format!("MAIL FROM:<{}>", tx.sender);
+    /// `MAIL FROM:<..>` with SIZE, BODY and SMTPUTF8 parameters as the server allows, then with
+    /// PIPELINING a `RCPT TO` per recipient and `DATA` (without, only MAIL: the rest goes stepwise).
+    fn envelope_commands(&self, tx: &Transaction<'_>, needs_utf8: bool) -> String {
+        let mut command = String::with_capacity(64 + tx.recipients.len() * 48);
+        command.push_str("MAIL FROM:<");
+        command.push_str(tx.sender);
+        command.push('>');
         if self.capabilities.size.is_some() {
             command.push_str(&format!(" SIZE={}", tx.body.len()));
         }
@@ -82,23 +117,23 @@ impl Connection {
             command.push_str(" SMTPUTF8");
         }
         command.push_str("\r\n");
+        if self.capabilities.pipelining {
+            for recipient in tx.recipients {
+                command.push_str("RCPT TO:<");
+                command.push_str(recipient);
+                command.push_str(">\r\n");
+            }
+            command.push_str("DATA\r\n");
+        }
         command
     }
 
-    /// MAIL, RCPTs and DATA in one write (RFC 2920), then their replies in order.
-    async fn envelope_pipelined(
+    /// The replies to a pipelined MAIL, RCPTs and DATA (RFC 2920), in order.
+    async fn envelope_replies(
         &mut self,
-        mail: &str,
         tx: &Transaction<'_>,
         timeouts: Timeouts,
     ) -> Result<(RecipientReplies, RemoteReply), SessionError> {
-        let mut commands = String::with_capacity(mail.len() + tx.recipients.len() * 48 + 6);
-        commands.push_str(mail);
-        for recipient in tx.recipients {
-            commands.push_str(&format!("RCPT TO:<{recipient}>\r\n"));
-        }
-        commands.push_str("DATA\r\n");
-        self.write(commands.as_bytes(), timeouts.command).await?;
         let mail_reply = self.read_reply(timeouts.command).await?;
         let mut rcpt_replies = Vec::with_capacity(tx.recipients.len());
         for _ in tx.recipients {
@@ -153,6 +188,7 @@ impl Connection {
     async fn finish_data(
         &mut self,
         tx: &Transaction<'_>,
+        ahead: Option<&Transaction<'_>>,
         data_reply: RemoteReply,
         accepted: usize,
         timeouts: Timeouts,
@@ -174,7 +210,16 @@ impl Connection {
                 lines: vec!["5.5.1 no valid recipients".into()],
             });
         }
-        self.write(&dot_stuff(tx.body), timeouts.data_block).await?;
+        let mut content = dot_stuff(tx.body);
+        let announced = ahead.filter(|_| self.capabilities.pipelining).and_then(|next| {
+            let needs_utf8 = self.acceptable(next).ok()?;
+            Some(self.envelope_commands(next, needs_utf8))
+        });
+        if let Some(commands) = &announced {
+            content.extend_from_slice(commands.as_bytes());
+        }
+        self.write(&content, timeouts.data_block).await?;
+        self.announced = announced;
         match self.read_reply(timeouts.data_done).await {
             Ok(reply) => Ok(reply),
             Err(SessionError::Network { detail, .. }) => Err(SessionError::network(

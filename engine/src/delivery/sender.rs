@@ -83,25 +83,54 @@ impl Delivery {
             }
         };
         let mut work = *first;
+        let mut loaded = self.load(work.item.id);
         // The previous item's outcome being stored while this one is sent: at most two items of a
         // connection are sent but not stored (what a crash can repeat).
         let mut storing: Option<tokio::task::JoinHandle<()>> = None;
         loop {
-            let sent = self.send_item(&mut connection, &open, &settings, &work).await;
+            // The next item, when one may go now: its commands ride behind this message's data.
+            let ahead = self.take_ahead(&connection, open.conn);
+            let sent = self
+                .send_item(&mut connection, &open, &settings, &work, loaded, ahead.as_ref())
+                .await;
             if let Some(previous) = storing.take() {
                 let _ = previous.await;
             }
             storing = Some(self.report(&open, &names, work, sent.attempts, sent.loaded));
-            if !sent.reusable {
-                break;
-            }
-            match self.next_work(ticket.conn).await {
-                Some(next) => work = next,
+            let next = match ahead {
+                Some((next, next_loaded)) => {
+                    if sent.reusable && !self.lock().lane_held(open.conn, self.clock.now_us()) {
+                        Some((next, next_loaded))
+                    } else {
+                        // The connection broke, or the reply just stored suspended the queue.
+                        self.lock().give_back(next);
+                        None
+                    }
+                }
+                None if sent.reusable => self.next_work(ticket.conn).await.map(|next| {
+                    let next_loaded = self.load(next.item.id);
+                    (next, next_loaded)
+                }),
+                None => None,
+            };
+            match next {
+                Some((next, next_loaded)) => (work, loaded) = (next, next_loaded),
                 None => break,
             }
         }
         connection.quit(QUIT_TIMEOUT).await;
         drop(ticket);
+    }
+
+    /// The item to pipeline behind the one being sent (see [`Connection::send`]): one that every
+    /// limit allows now, on a connection whose server pipelines; loaded from the spool.
+    fn take_ahead(&self, connection: &Connection, conn: ConnId) -> Option<(Work, LoadResult)> {
+        if !connection.pipelines() {
+            return None;
+        }
+        let next = self.lock().next_ready(conn, self.clock.now_us())?;
+        let loaded = self.load(next.item.id);
+        Some((next, loaded))
     }
 
     /// Asks the scheduler for the next item, waiting as it says (for a rate slot, or for work up to
@@ -165,15 +194,18 @@ impl Delivery {
         }))
     }
 
-    /// Sends one item's recipients in transactions of at most the lane's size.
+    /// Sends one item's recipients in transactions of at most the lane's size; the last one carries
+    /// the commands of `ahead`'s first transaction.
     async fn send_item(
         &self,
         connection: &mut Connection,
         open: &Open,
         settings: &ClientSettings,
         work: &Work,
+        loaded: LoadResult,
+        ahead: Option<&(Work, LoadResult)>,
     ) -> Sent {
-        let loaded = match self.load(work.item.id) {
+        let loaded = match loaded {
             Ok(Some(loaded)) => loaded,
             Ok(None) => {
                 return Sent {
@@ -184,21 +216,24 @@ impl Delivery {
             }
             Err(error) => return unreadable(work, &error),
         };
+        let ahead_recipients = ahead.and_then(|(next, next_loaded)| {
+            let next_loaded = next_loaded.as_ref().ok()?.as_ref()?;
+            Some((first_chunk(next, next_loaded, open.max_recipients), next_loaded))
+        });
+        let ahead_tx = ahead_recipients
+            .as_ref()
+            .map(|(recipients, next_loaded)| transaction(next_loaded, recipients));
         let mut attempts = Vec::with_capacity(work.item.recipients.len());
         let indexes: Vec<usize> = work.item.recipients.iter().map(|&i| usize::from(i)).collect();
-        for chunk in indexes.chunks(open.max_recipients.max(1)) {
+        let chunks: Vec<&[usize]> = indexes.chunks(open.max_recipients.max(1)).collect();
+        for (n, chunk) in chunks.iter().enumerate() {
             let recipients: Vec<String> = chunk
                 .iter()
                 .filter_map(|&i| loaded.envelope.recipients.get(i).map(|r| r.address.clone()))
                 .collect();
-            let tx = Transaction {
-                sender: &loaded.envelope.sender,
-                recipients: &recipients,
-                body: &loaded.body,
-                smtputf8: loaded.envelope.smtputf8,
-                eight_bit: loaded.envelope.eight_bit,
-            };
-            attempts.extend(self.transact(connection, open, settings, &tx, chunk).await);
+            let tx = transaction(&loaded, &recipients);
+            let ahead = ahead_tx.as_ref().filter(|_| n + 1 == chunks.len());
+            attempts.extend(self.transact(connection, open, settings, &tx, ahead, chunk).await);
             if !connection.is_usable() {
                 break;
             }
@@ -220,16 +255,17 @@ impl Delivery {
         open: &Open,
         settings: &ClientSettings,
         tx: &Transaction<'_>,
+        ahead: Option<&Transaction<'_>>,
         chunk: &[usize],
     ) -> Vec<(usize, Attempt)> {
-        let mut result = connection.send(tx, self.settings.client.timeouts).await;
+        let mut result = connection.send(tx, ahead, self.settings.client.timeouts).await;
         if connection.transactions > 0
             && matches!(&result, Err(SessionError::Network { failure, .. }) if *failure != NetworkFailure::DisconnectedAfterData)
             && let Ok(fresh) = self.open_to(open, settings).await
         {
             let old = std::mem::replace(connection, fresh);
             tokio::spawn(old.quit(QUIT_TIMEOUT));
-            result = connection.send(tx, self.settings.client.timeouts).await;
+            result = connection.send(tx, ahead, self.settings.client.timeouts).await;
         }
         let at = connection_info(connection);
         match result {
@@ -318,6 +354,36 @@ impl Delivery {
                 .collect();
             let _ = self.report(open, names, work, attempts, None).await;
         }
+    }
+}
+
+/// A message as read from the spool for sending (None: it is gone).
+type LoadResult = Result<Option<Loaded>, penguin_queue::SpoolError>;
+
+/// The addresses of an item's first transaction (at most `max_recipients`).
+fn first_chunk(work: &Work, loaded: &Loaded, max_recipients: usize) -> Vec<String> {
+    work.item
+        .recipients
+        .iter()
+        .take(max_recipients.max(1))
+        .filter_map(|&i| {
+            loaded
+                .envelope
+                .recipients
+                .get(usize::from(i))
+                .map(|r| r.address.clone())
+        })
+        .collect()
+}
+
+/// The transaction of `loaded` to `recipients`.
+fn transaction<'a>(loaded: &'a Loaded, recipients: &'a [String]) -> Transaction<'a> {
+    Transaction {
+        sender: &loaded.envelope.sender,
+        recipients,
+        body: &loaded.body,
+        smtputf8: loaded.envelope.smtputf8,
+        eight_bit: loaded.envelope.eight_bit,
     }
 }
 

@@ -79,6 +79,9 @@ pub struct Received {
     pub peer: SocketAddr,
     /// When the final dot arrived (system time).
     pub at: std::time::SystemTime,
+    /// Its MAIL command arrived in the same read as the previous message's content, before the
+    /// sink's reply to that message's final dot (pipelined across transactions, RFC 2920).
+    pub pipelined: bool,
 }
 
 impl Received {

@@ -99,19 +99,7 @@ impl Scheduler {
         match self.take_sendable(lane_id, now_us) {
             Some(work) => {
                 self.set_phase(conn, Phase::Busy);
-                if let Some(state) = self.connections.get_mut(&conn) {
-                    state.transactions += 1;
-                }
-                if self.lanes[lane_id.0 as usize].has_ready() {
-                    // More mail while every connection is busy: another connection may open now
-                    // (unlimited lane) or at the next rate slot.
-                    let eta = self.lane_eta(lane_id, now_us, false);
-                    if eta > now_us {
-                        self.arm_timer(lane_id, eta);
-                    } else {
-                        self.mark_dirty(lane_id);
-                    }
-                }
+                self.handed_out(conn, lane_id, now_us);
                 Next::Send(Box::new(work))
             }
             None => match self.lanes[lane_id.0 as usize].next_unblock_us() {
@@ -124,6 +112,58 @@ impl Scheduler {
                     Next::Idle(notify)
                 }
             },
+        }
+    }
+
+    /// The item connection `conn` will send after the one it is sending, taken now so that its
+    /// commands can be pipelined behind the current message: only an item that every limit allows
+    /// at `now_us`; otherwise None, and the connection asks [`Scheduler::next`] when it is done.
+    pub fn next_ready(&mut self, conn: ConnId, now_us: u64) -> Option<Work> {
+        self.now_ms = now_us / 1000;
+        let state = self.connections.get(&conn)?;
+        let (lane_id, transactions) = (state.lane, state.transactions);
+        let lane = &self.lanes[lane_id.0 as usize];
+        if self.stopping
+            || transactions >= lane.limits.max_deliveries_per_connection
+            || !lane.has_ready()
+            || self.lane_hold(lane_id, now_us).is_some()
+            || self.lane_eta(lane_id, now_us, false) > now_us
+        {
+            return None;
+        }
+        let work = self.take_sendable(lane_id, now_us)?;
+        self.handed_out(conn, lane_id, now_us);
+        Some(work)
+    }
+
+    /// Whether the lane of connection `conn` is held now (suspended by a rule or an operator), or the
+    /// server stops: then an item taken ahead goes back instead of being sent.
+    pub fn lane_held(&self, conn: ConnId, now_us: u64) -> bool {
+        let Some(state) = self.connections.get(&conn) else {
+            return true;
+        };
+        self.stopping || self.lane_hold(state.lane, now_us).is_some()
+    }
+
+    /// An item taken with [`Scheduler::next_ready`] that its connection could not send (it broke
+    /// or must close): back into its lane, to go on another connection.
+    pub fn give_back(&mut self, work: Work) {
+        self.enqueue(work.lane, work.item);
+    }
+
+    /// Counts an item handed to `conn`; when the lane has more mail, another connection may open
+    /// now (unlimited lane) or at the next rate slot.
+    fn handed_out(&mut self, conn: ConnId, lane_id: LaneId, now_us: u64) {
+        if let Some(state) = self.connections.get_mut(&conn) {
+            state.transactions += 1;
+        }
+        if self.lanes[lane_id.0 as usize].has_ready() {
+            let eta = self.lane_eta(lane_id, now_us, false);
+            if eta > now_us {
+                self.arm_timer(lane_id, eta);
+            } else {
+                self.mark_dirty(lane_id);
+            }
         }
     }
 

@@ -501,3 +501,54 @@ fn without_the_closed_loop_throttling_changes_nothing_but_a_reduce_rule_still_ac
     assert_eq!(adjusted[0].rate_after, Some(0.25));
     assert_eq!(adjusted[0].reason.as_deref(), Some("rule slow"));
 }
+
+#[test]
+fn an_item_is_taken_ahead_only_when_every_limit_allows_it_now() {
+    let (mut s, _) = scheduler(
+        "[shaping]\nmax_connections = 1\nmax_deliveries_per_connection = 3\nmax_message_rate = \"60/min\"\n",
+    );
+    for n in 0..4 {
+        add(&mut s, n, "acme", "c", "example.com", "mx.example.com", T0);
+    }
+    let conn = s.poll(T0)[0].conn;
+    send(&mut s, conn, T0);
+    assert!(
+        s.next_ready(conn, T0).is_none(),
+        "the next rate slot is a second away: nothing ahead"
+    );
+    assert_eq!(
+        wait(&mut s, conn, T0),
+        T0 + S,
+        "declining left the connection busy, not counted twice"
+    );
+    let ahead = s.next_ready(conn, T0 + S).expect("the slot has come");
+    assert_eq!(ahead.item.id, MessageId::from_parts(1, 1));
+    send(&mut s, conn, T0 + 2 * S);
+    assert!(
+        s.next_ready(conn, T0 + 3 * S).is_none(),
+        "three items handed out: the connection's share is used up"
+    );
+    assert!(matches!(s.next(conn, T0 + 3 * S), Next::Close));
+}
+
+#[test]
+fn an_item_given_back_goes_on_another_connection() {
+    let (mut s, _) = scheduler("[shaping]\nmax_connections = 1\n");
+    for n in 0..2 {
+        add(&mut s, n, "acme", "c", "example.com", "mx.example.com", T0);
+    }
+    let conn = s.poll(T0)[0].conn;
+    send(&mut s, conn, T0);
+    let ahead = s
+        .next_ready(conn, T0)
+        .expect("unlimited lane: the next item goes ahead");
+    assert!(!s.lane_held(conn, T0));
+    s.give_back(ahead);
+    s.connection_closed(conn);
+    let other = s.poll(T0);
+    assert_eq!(other.len(), 1, "a new connection for the given-back item");
+    assert_eq!(
+        send(&mut s, other[0].conn, T0).item.id,
+        MessageId::from_parts(1, 1)
+    );
+}
