@@ -33,6 +33,14 @@ pub struct EngineDir {
     api: SocketAddr,
 }
 
+/// The admin token of the engines under test (its hash is in their config).
+const BENCH_TOKEN: &str = "pmt_penguin-bench";
+
+/// The hex SHA-256 of [`BENCH_TOKEN`].
+fn bench_token_sha256() -> String {
+    penguin_tests::token_sha256(BENCH_TOKEN)
+}
+
 /// One ready queue of `GET /v1/shaping`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ReadyQueue {
@@ -109,7 +117,7 @@ impl Engine {
         let dir = tempfile::Builder::new()
             .prefix("penguin-bench-")
             .tempdir_in(spool_parent)?;
-        let (smtp, api) = (free_address()?, free_address()?);
+        let (smtp, api, public) = (free_address()?, free_address()?, free_address()?);
         let dkim = match dkim {
             Some(keys) => keys.config(),
             None => format!(
@@ -120,8 +128,10 @@ impl Engine {
         let config = format!(
             "[smtp]\nlisten = [\"{smtp}\"]\nhostname = \"bench.test\"\nrelay_networks = [\"127.0.0.0/8\"]\n\
              max_connections_per_ip = 1000\n[spool]\npath = \"{}\"\nmin_free_space = \"0B\"\n[api]\nlisten = \"{api}\"\n\
+             [[api.token]]\nname = \"bench\"\nsha256 = \"{}\"\n[public]\nlisten = \"{public}\"\n\
              {sections}{dkim}[log]\n",
-            dir.path().join("spool").display()
+            dir.path().join("spool").display(),
+            bench_token_sha256(),
         );
         std::fs::write(dir.path().join("bench.toml"), config)?;
         Ok(Engine::restart(binary, EngineDir { dir, smtp, api })?.0)
@@ -204,7 +214,8 @@ impl Engine {
         let mut tcp = std::net::TcpStream::connect_timeout(&self.api, limit)
             .with_context(|| format!("connecting to the API at {}", self.api))?;
         tcp.set_read_timeout(Some(limit))?;
-        let mut request = format!("{method} {path} HTTP/1.0\r\nHost: bench\r\n");
+        let mut request =
+            format!("{method} {path} HTTP/1.0\r\nHost: bench\r\nAuthorization: Bearer {BENCH_TOKEN}\r\n");
         if let Some(body) = body {
             request.push_str(&format!(
                 "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",

@@ -29,7 +29,10 @@ pub use error::{ConfigError, ConfigErrors};
 pub use providers::{BUILTIN_PROVIDERS, OTHER_PROVIDER, builtin_providers};
 pub use rate::{Factor, MessageRate, RuleTrigger};
 pub use resolve::{EgressSource, LaneLimits, ProviderLimits};
-pub use schema::{ApiConfig, SmtpConfig, SpoolConfig, TenantConfig, TlsConfig, system_hostname};
+pub use schema::{
+    ApiConfig, ApiTokenConfig, PublicConfig, SmtpConfig, SpoolConfig, TenantConfig, TlsConfig,
+    system_hostname,
+};
 pub use shaping::{
     DEFAULT_POOL, DEFAULT_REDUCE_FACTOR, DEFAULT_SOURCE, PoolConfig, PoolMember, ProviderConfig, RuleAction,
     RuleScope, ShapingConfig, ShapingDomainConfig, ShapingProviderConfig, ShapingRuleConfig, SourceConfig,
@@ -54,8 +57,10 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     /// `[spool]`: where and how accepted mail is stored durably.
     pub spool: SpoolConfig,
-    /// `[api]`: the HTTP control API listener.
+    /// `[api]`: the HTTP control API listener and its admin tokens.
     pub api: ApiConfig,
+    /// `[public]`: the listener recipients reach (one-click unsubscribe).
+    pub public: PublicConfig,
     /// `[dns]`: the resolver for MX and address lookups.
     pub dns: DnsConfig,
     /// `[delivery]`: routing, outbound connections, timeouts and retries.

@@ -148,20 +148,62 @@ impl Default for SpoolConfig {
     }
 }
 
-/// `[api]`: the HTTP control API (operator commands and metrics).
+/// `[api]`: the HTTP control API (`/v1/...`, `/metrics`, `/healthz`). Every `/v1` route needs
+/// `Authorization: Bearer TOKEN`: an admin token listed here, or a tenant API key made over the API.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ApiConfig {
     /// Socket address (`"IP:port"`) the control API binds. Default `"127.0.0.1:8025"`: loopback only,
-    /// because the API controls the server; expose it only behind something that authenticates.
+    /// because the API controls the server.
     #[serde(deserialize_with = "de_socket_addr")]
     pub listen: SocketAddr,
+    /// `[[api.token]]`: admin tokens, which reach every route. Only the SHA-256 of each token is
+    /// stored; `penguin-mta token create --name NAME` makes a token and prints its entry. Default none
+    /// (then only tenant API keys, which an admin token creates, and the open routes work).
+    #[serde(rename = "token", skip_serializing_if = "Vec::is_empty")]
+    pub tokens: Vec<ApiTokenConfig>,
+    /// Require a token for `/metrics` and `/healthz` as well. Default false (scrapers and health
+    /// checks usually carry no token; neither route shows tenant data).
+    pub metrics_require_token: bool,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8025)),
+            tokens: Vec::new(),
+            metrics_require_token: false,
+        }
+    }
+}
+
+/// One `[[api.token]]`: an admin token of the control API, by the hash of its secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiTokenConfig {
+    /// Who holds the token (shown in logs): 1-64 characters from `A-Z a-z 0-9 . _ -`, unique.
+    /// Required.
+    pub name: String,
+    /// The hex SHA-256 of the token (64 hex digits; the token itself is never stored). Required.
+    pub sha256: String,
+}
+
+/// `[public]`: the listener recipients reach (one-click unsubscribe links). It serves only
+/// `GET/POST /u/{token}` and `/healthz`; everything else there is 404.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PublicConfig {
+    /// Socket address (`"IP:port"`) of the public listener. Default `"127.0.0.1:8026"`; put it (or a
+    /// proxy in front of it) where recipients' mail clients can reach it, and set
+    /// `unsubscribe.base_url` to its public URL. Must differ from `api.listen`.
+    #[serde(deserialize_with = "de_socket_addr")]
+    pub listen: SocketAddr,
+}
+
+impl Default for PublicConfig {
+    fn default() -> Self {
+        PublicConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8026)),
         }
     }
 }

@@ -78,9 +78,9 @@ pub struct DkimDomainConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct UnsubscribeConfig {
-    /// Base of the links: `List-Unsubscribe: <BASE_URL/u/TOKEN>`. It must reach this server's HTTP
-    /// listener (`POST /u/TOKEN`), usually through a public HTTPS reverse proxy. Default: none, which
-    /// means `http://` + `api.listen` (only useful on a test machine).
+    /// Base of the links: `List-Unsubscribe: <BASE_URL/u/TOKEN>`. It must reach this server's public
+    /// listener (`POST /u/TOKEN`, see `[public]`), usually through an HTTPS reverse proxy. Default:
+    /// none, which means `http://` + `public.listen` (only useful on a test machine).
     pub base_url: Option<String>,
     /// An address added as a second `List-Unsubscribe` URI, `<mailto:ADDRESS?subject=unsubscribe-TOKEN>`,
     /// for receivers that do not support one-click. Mail to it is not processed by penguin-mta.

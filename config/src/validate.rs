@@ -24,6 +24,9 @@ pub(crate) fn validate(config: &mut Config) -> Vec<ConfigError> {
             *domain = domain.trim().to_ascii_lowercase();
         }
     }
+    for token in &mut config.api.tokens {
+        token.sha256 = token.sha256.trim().to_ascii_lowercase();
+    }
     crate::signing::normalise(config);
     crate::validate_shaping::normalise(config);
     let mut errors = Errors::default();
@@ -34,15 +37,50 @@ pub(crate) fn validate(config: &mut Config) -> Vec<ConfigError> {
         errors.check(!tls.key.as_os_str().is_empty(), "tls.key", "must not be empty");
     }
     validate_spool(&config.spool, &mut errors);
-    let api = config.api.listen;
-    let clash = api.port() != 0 && config.smtp.listen.contains(&api);
-    errors.check(!clash, "api.listen", format!("{api} is also in smtp.listen"));
+    validate_listeners(config, &mut errors);
+    validate_api_tokens(&config.api, &mut errors);
     validate_tenants(&config.tenant, &mut errors);
     validate_delivery(config, &mut errors);
     crate::signing::validate(config, &mut errors);
     crate::validate_shaping::validate(config, &mut errors);
     crate::validate_rules::validate(config, &mut errors);
     errors.0
+}
+
+/// `api.listen` and `public.listen`: not one of the other listeners' addresses.
+fn validate_listeners(config: &Config, errors: &mut Errors) {
+    let (api, public) = (config.api.listen, config.public.listen);
+    let clash = api.port() != 0 && config.smtp.listen.contains(&api);
+    errors.check(!clash, "api.listen", format!("{api} is also in smtp.listen"));
+    let clash = public.port() != 0 && config.smtp.listen.contains(&public);
+    errors.check(
+        !clash,
+        "public.listen",
+        format!("{public} is also in smtp.listen"),
+    );
+    let clash = public.port() != 0 && public == api;
+    errors.check(!clash, "public.listen", format!("{public} is also api.listen"));
+}
+
+/// `[[api.token]]`: names valid and unique, hashes 64 hex digits (stored lowercase).
+fn validate_api_tokens(api: &crate::ApiConfig, errors: &mut Errors) {
+    let mut seen = std::collections::HashSet::new();
+    for (index, token) in api.tokens.iter().enumerate() {
+        let field = format!("api.token[{index}]");
+        if let Err(problem) = crate::validate_shaping::check_name(&token.name, "token") {
+            errors.check(false, format!("{field}.name"), problem);
+        }
+        errors.check(
+            seen.insert(token.name.as_str()),
+            format!("{field}.name"),
+            format!("{:?} is used by another token", token.name),
+        );
+        errors.check(
+            token.sha256.len() == 64 && token.sha256.bytes().all(|b| b.is_ascii_hexdigit()),
+            format!("{field}.sha256"),
+            "must be 64 hex digits (the SHA-256 that `penguin-mta token create` prints)",
+        );
+    }
 }
 
 /// `[dns]`, `[delivery]` and `[log]`.

@@ -628,3 +628,39 @@ fn load_reads_a_file_and_reports_unreadable_ones() {
         "{errors}"
     );
 }
+
+#[test]
+fn api_tokens_and_the_public_listener() {
+    let hash = "AB".repeat(32);
+    let config = parse(&format!(
+        "[api]\nmetrics_require_token = true\n[[api.token]]\nname = \"ops\"\nsha256 = \"{hash}\"\n\
+         [public]\nlisten = \"127.0.0.1:9026\"\n"
+    ));
+    assert!(config.api.metrics_require_token);
+    assert_eq!(config.api.tokens[0].name, "ops");
+    assert_eq!(config.api.tokens[0].sha256, "ab".repeat(32), "stored lowercase");
+    assert_eq!(config.public.listen, addr("127.0.0.1:9026"));
+    assert_eq!(Config::embedded_default().public.listen, addr("127.0.0.1:8026"));
+    let token = |name: &str, sha: &str| format!("[[api.token]]\nname = \"{name}\"\nsha256 = \"{sha}\"\n");
+    assert_error(&token("ops", "abc"), "api.token[0].sha256", "64 hex digits");
+    assert_error(
+        &token("bad name", &hash),
+        "api.token[0].name",
+        "not a valid token name",
+    );
+    assert_error(
+        &format!("{}{}", token("ops", &hash), token("ops", &hash)),
+        "api.token[1].name",
+        "used by another token",
+    );
+    assert_error(
+        "[api]\nlisten = \"127.0.0.1:9025\"\n[public]\nlisten = \"127.0.0.1:9025\"\n",
+        "public.listen",
+        "is also api.listen",
+    );
+    assert_error(
+        "[[api.token]]\nname = \"ops\"\nsha256 = \"x\"\ntoken = \"plain\"\n",
+        "api.token[0].token",
+        "unknown field",
+    );
+}

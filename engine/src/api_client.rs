@@ -1,6 +1,7 @@
 //! A small HTTP/1.1 client for the server's control API (`[api] listen`), for the CLI commands that
 //! talk to a running server (`shaping`, `suspend`, `resume`, `suspensions`): plain HTTP (the API has no
-//! TLS), one connection per request, each request bounded by [`REQUEST_TIMEOUT`].
+//! TLS), one connection per request, each request bounded by [`REQUEST_TIMEOUT`], the bearer token
+//! (`--token` or `PENGUIN_API_TOKEN`) in every request.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -60,11 +61,15 @@ pub struct ApiResponse {
 }
 
 impl ApiResponse {
-    /// The `error` field of a JSON error body (`{"error": "..."}`), else the body as text.
+    /// The message of a JSON error body (`{"error": {"message": "..."}}`), else the body as text.
     pub fn error_message(&self) -> String {
         serde_json::from_slice::<serde_json::Value>(&self.body)
             .ok()
-            .and_then(|value| value.get("error")?.as_str().map(str::to_owned))
+            .and_then(|value| {
+                let error = value.get("error")?;
+                let message = error.get("message").unwrap_or(error);
+                message.as_str().map(str::to_owned)
+            })
             .unwrap_or_else(|| String::from_utf8_lossy(&self.body).trim().to_owned())
     }
 }
@@ -74,6 +79,8 @@ impl ApiResponse {
 pub struct ApiClient {
     /// `HOST:PORT`: what is resolved and connected to, and the `Host` header.
     authority: String,
+    /// Sent as `Authorization: Bearer TOKEN`.
+    token: Option<String>,
 }
 
 impl ApiClient {
@@ -87,7 +94,14 @@ impl ApiClient {
         };
         ApiClient {
             authority: SocketAddr::new(ip, listen.port()).to_string(),
+            token: None,
         }
+    }
+
+    /// This client, sending `token` with every request.
+    pub fn with_token(mut self, token: Option<String>) -> ApiClient {
+        self.token = token.filter(|token| !token.trim().is_empty());
+        self
     }
 
     /// The API at `url`: `http://HOST:PORT` (a trailing `/` is fine; without a port, 80), or just
@@ -127,7 +141,10 @@ impl ApiClient {
         } else {
             format!("{authority}:80")
         };
-        Ok(ApiClient { authority })
+        Ok(ApiClient {
+            authority,
+            token: None,
+        })
     }
 
     /// The API's URL as shown in messages.
@@ -188,6 +205,9 @@ impl ApiClient {
             .header(header::ACCEPT, "application/json");
         if json_body.is_some() {
             request = request.header(header::CONTENT_TYPE, "application/json");
+        }
+        if let Some(token) = &self.token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {}", token.trim()));
         }
         let request = request
             .body(Full::new(Bytes::from(json_body.unwrap_or_default())))

@@ -56,9 +56,27 @@ enum Command {
     /// Check a sender domain's DNS (SPF, DKIM, DMARC, MX, PTR of the egress IPs); exit code 1 if a
     /// check fails.
     CheckDomain(CheckDomainArgs),
+    /// Admin tokens of the HTTP API.
+    Token {
+        /// The token subcommand.
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Commands that talk to a running server's HTTP API (traffic shaping).
     #[command(flatten)]
     Api(ApiCommand),
+}
+
+/// `token` subcommands.
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Make a new admin token: prints the token alone on the first line, then the `[[api.token]]`
+    /// entry (its SHA-256, never the token) to add to the config.
+    Create {
+        /// Who holds it (1-64 of A-Z a-z 0-9 . _ -).
+        #[arg(long, value_name = "NAME")]
+        name: String,
+    },
 }
 
 /// Parses the arguments, runs the command, and maps the result to an exit code.
@@ -73,6 +91,9 @@ pub fn main() -> ExitCode {
         Command::HashPassword => hash_password(),
         Command::Queue { command } => queue_cli::run(command),
         Command::Dkim { command } => dkim_cli::run(command),
+        Command::Token {
+            command: TokenCommand::Create { name },
+        } => create_token(&name),
         Command::CheckDomain(args) => return crate::check_domain::cli::run(args),
         Command::Api(command) => shaping_cli::run(command),
     };
@@ -177,6 +198,27 @@ fn check_config(file: &Path) -> ExitCode {
     }
     println!("{}: ok", file.display());
     ExitCode::SUCCESS
+}
+
+/// `token create --name NAME`: a random admin token and its config entry.
+fn create_token(name: &str) -> anyhow::Result<()> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    anyhow::ensure!(
+        valid,
+        "--name {name:?}: use 1-64 characters from A-Z a-z 0-9 . _ -"
+    );
+    let secret = crate::api::api_keys::random_secret(32).map_err(|e| anyhow::anyhow!(e.message))?;
+    let token = format!("pmt_{secret}");
+    let hash = hex::encode(crate::api::api_keys::token_hash(&token));
+    println!("{token}");
+    println!("[[api.token]]");
+    println!("name = \"{name}\"");
+    println!("sha256 = \"{hash}\"");
+    Ok(())
 }
 
 /// `hash-password`: one password on stdin (a trailing newline is not part of it).

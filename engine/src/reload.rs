@@ -1,10 +1,13 @@
-//! Run-time reload of the config file, on SIGHUP or `POST /reload`, without a restart: the `[dkim]`
-//! section (which selectors sign which domain — key rotation — and the missing-key action) and the
+//! Run-time reload of the config file, on SIGHUP or `POST /v1/reload`, without a restart: the `[dkim]`
+//! section (which selectors sign which domain — key rotation — and the missing-key action), the
 //! `[[tenant]]` list (accounts, passwords, sender domains, `list_unsubscribe`, `dkim_missing_key`, and
-//! `pools`: what `X-Pool` may pick). Sessions already authenticated keep the tenant they logged in as.
+//! `pools`: what `X-Pool` may pick) and the API's admin tokens (`[[api.token]]`,
+//! `api.metrics_require_token`). Sessions already authenticated keep the tenant they logged in as.
 //! Other changes need a restart — among them the delivery scheduler's settings (`[[source]]`, `[[pool]]`,
 //! `[[provider]]`, `[shaping]`, a tenant's `pool` and `max_message_rate`); the reload reports which
-//! sections differ so the operator knows.
+//! differ from the settings the server started with, at every reload until a restart. The running
+//! config (what the API reads: DNS servers of domain checks, tokens) is the started one with only the
+//! applied parts replaced.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -51,7 +54,10 @@ pub struct Reloader {
     tenants: SharedTenants,
     /// Tenant names the HTTP API knows.
     tenant_names: Arc<ArcSwap<HashSet<String>>>,
-    /// The config currently applied (to tell what else changed; the API reads it too).
+    /// The config the server started with: what a restart would change is compared against it.
+    started: Config,
+    /// The config in force: the started one with the applied parts of the last reload (the API
+    /// reads it).
     running: Arc<ArcSwap<Config>>,
     /// One reload at a time (SIGHUP and `POST /reload` may race).
     reloading: Mutex<()>,
@@ -68,6 +74,7 @@ impl Reloader {
     ) -> Reloader {
         Reloader {
             path,
+            started: (*config.load_full()).clone(),
             finisher,
             tenants,
             tenant_names,
@@ -91,18 +98,33 @@ impl Reloader {
         })
     }
 
-    /// Applies `[dkim]` and `[[tenant]]` of `config`; returns the other settings that changed.
+    /// Applies `[dkim]`, `[[tenant]]` and the API tokens of `config`; returns the other settings that
+    /// differ from those the server started with.
     fn apply(&self, config: Config) -> Vec<String> {
         let _one_at_a_time = self.reloading.lock().unwrap_or_else(PoisonError::into_inner);
-        let restart_needed = needs_restart(&self.running.load(), &config);
+        let restart_needed = needs_restart(&self.started, &config);
         self.finisher.reload(config.dkim.clone());
         self.tenants
             .store(Arc::new(TenantDirectory::from_config(&config)));
         self.tenant_names
             .store(Arc::new(crate::api::tenant_names(&config)));
-        self.running.store(Arc::new(config));
+        self.running.store(Arc::new(applied(&self.started, config)));
         restart_needed
     }
+}
+
+/// The config in force after reloading `new` on a server started with `started`: `started` with the
+/// parts a reload applies taken from `new`.
+fn applied(started: &Config, new: Config) -> Config {
+    let mut running = started.clone();
+    running.dkim = penguin_config::DkimConfig {
+        key_dir: started.dkim.key_dir.clone(),
+        ..new.dkim
+    };
+    running.tenant = new.tenant;
+    running.api.tokens = new.api.tokens;
+    running.api.metrics_require_token = new.api.metrics_require_token;
+    running
 }
 
 /// The changed settings between `old` and `new` that only a restart applies.
@@ -116,7 +138,8 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
     check("smtp", old.smtp != new.smtp);
     check("tls", old.tls != new.tls);
     check("spool", old.spool != new.spool);
-    check("api", old.api != new.api);
+    check("api.listen", old.api.listen != new.api.listen);
+    check("public", old.public != new.public);
     check("dns", old.dns != new.dns);
     check("delivery", old.delivery != new.delivery);
     check("log", old.log != new.log);
@@ -177,6 +200,29 @@ mod tests {
         new.delivery.port = 2526;
         new.dkim.key_dir = "elsewhere".into();
         assert_eq!(needs_restart(&old, &new), ["delivery", "dkim.key_dir"]);
+    }
+
+    #[test]
+    fn the_running_config_takes_only_what_a_reload_applies() {
+        let started = Config::embedded_default();
+        let mut new = started.clone();
+        new.dkim.selectors = vec!["s2".into()];
+        new.dkim.key_dir = "elsewhere".into();
+        new.dns.nameservers = vec!["127.0.0.1:5353".parse().expect("addr")];
+        new.api.metrics_require_token = true;
+        let running = applied(&started, new.clone());
+        assert_eq!(running.dkim.selectors, ["s2"], "applied");
+        assert!(running.api.metrics_require_token, "applied");
+        assert_eq!(running.dkim.key_dir, started.dkim.key_dir, "needs a restart");
+        assert_eq!(
+            running.dns, started.dns,
+            "needs a restart: domain checks keep the DNS in force"
+        );
+        assert_eq!(
+            needs_restart(&started, &new),
+            ["dns", "dkim.key_dir"],
+            "compared with the started config, so a second reload reports them again"
+        );
     }
 
     /// A config from TOML (the embedded defaults for everything else).

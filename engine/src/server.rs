@@ -36,8 +36,10 @@ const MAX_THROTTLED_CLIENTS: usize = 100_000;
 pub struct Listeners {
     /// SMTP listeners (`smtp.listen`).
     pub smtp: Vec<std::net::TcpListener>,
-    /// The HTTP listener (`api.listen`).
+    /// The HTTP control API listener (`api.listen`).
     pub api: std::net::TcpListener,
+    /// The public HTTP listener (`public.listen`): one-click unsubscribe.
+    pub public: std::net::TcpListener,
 }
 
 /// Why the server could not start or stop cleanly.
@@ -46,7 +48,7 @@ pub enum ServeError {
     /// A listen address could not be bound.
     #[error("{field}: cannot listen on {address}: {source}")]
     Bind {
-        /// The config field ("smtp.listen" or "api.listen").
+        /// The config field ("smtp.listen", "api.listen" or "public.listen").
         field: &'static str,
         /// The address.
         address: SocketAddr,
@@ -98,6 +100,7 @@ impl Listeners {
         Ok(Listeners {
             smtp,
             api: bind("api.listen", config.api.listen)?,
+            public: bind("public.listen", config.public.listen)?,
         })
     }
 }
@@ -201,6 +204,7 @@ pub async fn serve_with_clock(
         config: running,
         config_path,
         shaping,
+        auth: api::Authenticator::new(api::api_keys::ApiKeys::load(Arc::clone(&spool))?, &config),
     };
     let services = ReceptionServices {
         events,
@@ -224,7 +228,13 @@ pub async fn serve_with_clock(
     } else {
         tasks.spawn(Arc::new(delivery).run(stopped.clone(), config.smtp.shutdown_grace.get()));
     }
-    spawn_api(listeners.api, api_state, stopped.clone(), &mut tasks)?;
+    spawn_http(
+        listeners.api,
+        listeners.public,
+        api_state,
+        stopped.clone(),
+        &mut tasks,
+    )?;
     tasks.spawn(on_sighup(event_log.clone(), reloader, stopped.clone()));
     shutdown.await;
     tracing::info!("shutting down: no new connections, finishing transactions and deliveries in flight");
@@ -279,25 +289,34 @@ fn delivery_side(
     Ok((delivery, shaping))
 }
 
-/// Starts the HTTP listener.
-fn spawn_api(
-    listener: std::net::TcpListener,
+/// Starts the HTTP listeners: the control API and the public one.
+fn spawn_http(
+    api_listener: std::net::TcpListener,
+    public_listener: std::net::TcpListener,
     state: ApiState,
-    mut stopped: watch::Receiver<bool>,
+    stopped: watch::Receiver<bool>,
     tasks: &mut tokio::task::JoinSet<()>,
 ) -> Result<(), ServeError> {
-    listener.set_nonblocking(true)?;
-    let listener = tokio::net::TcpListener::from_std(listener)?;
-    tracing::info!(address = %listener.local_addr()?, "HTTP listening");
-    let router = api::router(Arc::new(state));
-    tasks.spawn(async move {
-        let until_stopped = async move {
-            let _ = stopped.wait_for(|stop| *stop).await;
-        };
-        let _ = axum::serve(listener, router)
-            .with_graceful_shutdown(until_stopped)
-            .await;
-    });
+    let state = Arc::new(state);
+    let routers = [
+        (api_listener, api::router(Arc::clone(&state)), "api"),
+        (public_listener, api::public::router(state), "public"),
+    ];
+    for (listener, router, name) in routers {
+        listener.set_nonblocking(true)?;
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        tracing::info!(listener = name, address = %listener.local_addr()?, "HTTP listening");
+        let mut stopped = stopped.clone();
+        tasks.spawn(async move {
+            let until_stopped = async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            };
+            let service = router.into_make_service_with_connect_info::<SocketAddr>();
+            let _ = axum::serve(listener, service)
+                .with_graceful_shutdown(until_stopped)
+                .await;
+        });
+    }
     Ok(())
 }
 
@@ -392,7 +411,7 @@ fn finisher(
 ) -> Result<Finisher, ServeError> {
     let base_url = match &config.unsubscribe.base_url {
         Some(base) => base.clone(),
-        None => format!("http://{}", listeners.api.local_addr()?),
+        None => format!("http://{}", listeners.public.local_addr()?),
     };
     let links = UnsubscribeLinks {
         base_url,

@@ -2,7 +2,8 @@
 //! API (`GET /v1/shaping`, `POST`/`GET /v1/suspensions`, `DELETE /v1/suspensions/{id}`).
 //!
 //! The API is found at `--api URL` if given, else at `api.listen` of `--config FILE`, else at the
-//! embedded default config's (`127.0.0.1:8025`). `--json` prints the API's JSON as received.
+//! embedded default config's (`127.0.0.1:8025`); `--token TOKEN` (or `PENGUIN_API_TOKEN`) is sent as
+//! the bearer token. `--json` prints the API's JSON as received.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -41,6 +42,9 @@ pub struct ApiArgs {
     /// config's, 127.0.0.1:8025).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// The API token (an admin token of `[[api.token]]`, or a tenant API key).
+    #[arg(long, value_name = "TOKEN", env = "PENGUIN_API_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 /// A listing: where, and the format.
@@ -95,13 +99,12 @@ pub struct ResumeArgs {
 
 impl ApiArgs {
     /// The client for the API these arguments name.
-    fn client(&self) -> anyhow::Result<ApiClient> {
-        match &self.api {
-            Some(url) => Ok(ApiClient::from_url(url)?),
-            None => Ok(ApiClient::from_listen(
-                load_config(self.config.as_deref())?.api.listen,
-            )),
-        }
+    pub fn client(&self) -> anyhow::Result<ApiClient> {
+        let client = match &self.api {
+            Some(url) => ApiClient::from_url(url)?,
+            None => ApiClient::from_listen(load_config(self.config.as_deref())?.api.listen),
+        };
+        Ok(client.with_token(self.token.clone()))
     }
 }
 

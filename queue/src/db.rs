@@ -109,6 +109,31 @@ pub(crate) fn open_read_only(path: &Path) -> Result<DB, SpoolError> {
     DB::open_cf_descriptors_read_only(&options, path, present, false).map_err(SpoolError::from_rocksdb)
 }
 
+/// Opens an existing spool as a RocksDB secondary instance, the mode made for reading beside a live
+/// primary: it follows the primary's MANIFEST and WAL, tolerating files the primary deletes meanwhile
+/// (a plain read-only open fails with "No such file" when it races the WAL cleanup after a crash
+/// recovery). `secondary` is a scratch directory for the secondary's own info log; the data stays in
+/// `path`. Works with the primary stopped too.
+pub(crate) fn open_secondary(path: &Path, secondary: &Path) -> Result<DB, SpoolError> {
+    if !path.join("CURRENT").is_file() {
+        return Err(SpoolError::Storage(format!(
+            "no spool at {} (no RocksDB CURRENT file)",
+            path.display()
+        )));
+    }
+    let mut options = db_options(false);
+    // A secondary keeps every table file open: the primary may delete them while it reads.
+    options.set_max_open_files(-1);
+    let existing = DB::list_cf(&options, path).map_err(SpoolError::from_rocksdb)?;
+    let present = descriptors()
+        .into_iter()
+        .filter(|descriptor| existing.iter().any(|name| name == descriptor.name()));
+    let db = DB::open_cf_descriptors_as_secondary(&options, path, secondary, present)
+        .map_err(SpoolError::from_rocksdb)?;
+    db.try_catch_up_with_primary().map_err(SpoolError::from_rocksdb)?;
+    Ok(db)
+}
+
 /// A column family handle; every spool database opened read-write has all of them.
 pub(crate) fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a ColumnFamily, SpoolError> {
     db.cf_handle(name)

@@ -33,20 +33,30 @@ pub fn raw_scan(path: &Path) -> Result<(std::time::Duration, u64), SpoolError> {
     Ok((started.elapsed(), count))
 }
 
-/// A read-only handle on a spool directory. Works while a server process has the spool open (it reads a
-/// consistent point-in-time view, replaying the WAL in its own memory) and while the server is stopped.
+/// A read-only handle on a spool directory. Works while a server process has the spool open, even while
+/// it recovers after a crash (a RocksDB secondary instance: a consistent view that follows the primary's
+/// files, its WAL replayed in this handle's memory), and while the server is stopped.
 pub struct SpoolReader {
-    /// The database, opened read-only.
+    /// The database, opened as a secondary.
     db: DB,
+    /// The secondary's scratch directory (its info log), removed on drop.
+    _scratch: tempfile::TempDir,
 }
 
 impl SpoolReader {
-    /// Opens the spool at `path` read-only; an error says so if there is no spool there.
+    /// Opens the spool at `path` for reading; an error says so if there is no spool there.
     pub fn open(path: &Path) -> Result<SpoolReader, SpoolError> {
-        let db = db::open_read_only(path)?;
+        let scratch = tempfile::Builder::new()
+            .prefix("penguin-spool-reader-")
+            .tempdir()
+            .map_err(|e| SpoolError::Storage(format!("cannot create a scratch directory: {e}")))?;
+        let db = db::open_secondary(path, scratch.path())?;
         db::cf(&db, CF_ENVELOPES)?;
         db::cf(&db, CF_BODIES)?;
-        Ok(SpoolReader { db })
+        Ok(SpoolReader {
+            db,
+            _scratch: scratch,
+        })
     }
 
     /// Every stored message's envelope, in id (creation) order. A record that cannot be decoded is an

@@ -22,6 +22,7 @@ pub fn free_port() -> u16 {
 pub fn write_config(dir: &Path, config: &mut Config) -> PathBuf {
     config.smtp.listen = vec![SocketAddr::from(([127, 0, 0, 1], free_port()))];
     config.api.listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    config.public.listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let path = dir.join("penguin.toml");
     std::fs::write(&path, toml::to_string(config).expect("serialise config")).expect("write config");
     path
@@ -233,10 +234,24 @@ impl RunningBinary {
 
 /// [`run_cli`] with `dir` as the working directory.
 pub async fn run_cli_in(exe: &str, dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    run_cli_env(exe, dir, args, stdin, &[]).await
+}
+
+/// [`run_cli_in`] with extra environment variables (`PENGUIN_API_TOKEN` is otherwise removed, so a
+/// token in the caller's environment never leaks into a test).
+pub async fn run_cli_env(
+    exe: &str,
+    dir: &Path,
+    args: &[&str],
+    stdin: Option<&[u8]>,
+    env: &[(&str, &str)],
+) -> Output {
     use tokio::io::AsyncWriteExt;
     let mut child = Command::new(exe)
         .args(args)
         .current_dir(dir)
+        .env_remove("PENGUIN_API_TOKEN")
+        .envs(env.iter().copied())
         .stdin(if stdin.is_some() {
             Stdio::piped()
         } else {

@@ -140,12 +140,28 @@ pub fn test_config(dir: &Path) -> Config {
     config.smtp.relay_networks = Vec::new();
     config.smtp.listen = vec!["127.0.0.1:0".parse().expect("addr")];
     config.api.listen = "127.0.0.1:0".parse().expect("addr");
+    config.public.listen = "127.0.0.1:0".parse().expect("addr");
+    config.api.tokens = vec![penguin_config::ApiTokenConfig {
+        name: "test-admin".to_string(),
+        sha256: token_sha256(TEST_ADMIN_TOKEN),
+    }];
     config.spool.path = dir.join("spool");
     config.spool.min_free_space = penguin_config::ByteSize(0);
     config.delivery.paused = true;
     config.log.events = None;
     config.dkim.key_dir = dir.join("dkim");
     config
+}
+
+/// The admin token of [`test_config`] (its `[[api.token]]`), sent by [`http_request`].
+pub const TEST_ADMIN_TOKEN: &str = "pmt_test-admin-token-for-the-suite";
+
+/// The hex SHA-256 of a token, as `[[api.token]] sha256` holds it.
+pub fn token_sha256(token: &str) -> String {
+    penguin_mta::api::api_keys::token_hash(token)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 /// Adds loopback to relay_networks (tenant "default", any sender).
@@ -176,8 +192,10 @@ pub async fn tls_only_auth_server(dir: &Path) -> (TestServer, TestCerts) {
 pub struct TestServer {
     /// SMTP address.
     pub smtp: SocketAddr,
-    /// HTTP address.
+    /// HTTP control API address.
     pub api: SocketAddr,
+    /// Public HTTP address (one-click unsubscribe).
+    pub public: SocketAddr,
     /// Spool directory.
     pub spool_path: PathBuf,
     /// Sends the shutdown signal.
@@ -197,13 +215,16 @@ impl TestServer {
     pub async fn start_with_clock(config: Config, clock: penguin_mta::clock::SharedClock) -> TestServer {
         let smtp_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind smtp");
         let api_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind api");
+        let public_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind public");
         let smtp = smtp_listener.local_addr().expect("addr");
         let api = api_listener.local_addr().expect("addr");
+        let public = public_listener.local_addr().expect("addr");
         let spool_path = config.spool.path.clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let listeners = Listeners {
             smtp: vec![smtp_listener],
             api: api_listener,
+            public: public_listener,
         };
         let task = tokio::spawn(penguin_mta::server::serve_with_clock(
             config,
@@ -217,6 +238,7 @@ impl TestServer {
         TestServer {
             smtp,
             api,
+            public,
             spool_path,
             stop: Some(stop),
             task: Some(task),
@@ -240,7 +262,7 @@ impl TestServer {
             .expect("serve task")
     }
 
-    /// GET a path of the HTTP listener; returns (status, body).
+    /// GET a path of the HTTP API listener with the test admin token; returns (status, body).
     pub async fn http_get(&self, path: &str) -> (u16, String) {
         http_get(self.api, path).await
     }
@@ -254,13 +276,13 @@ impl Drop for TestServer {
     }
 }
 
-/// A minimal HTTP/1.1 GET over a fresh connection; returns (status, body).
+/// A minimal HTTP/1.1 GET over a fresh connection, with the test admin token; returns (status, body).
 pub async fn http_get(address: SocketAddr, path: &str) -> (u16, String) {
     http_request(address, "GET", path, None, b"").await
 }
 
 /// A minimal HTTP/1.1 request (`method`, with `body` and its content type, if any) over a fresh
-/// connection; returns (status, body).
+/// connection, with the test admin token ([`TEST_ADMIN_TOKEN`]); returns (status, body).
 pub async fn http_request(
     address: SocketAddr,
     method: &str,
@@ -268,11 +290,55 @@ pub async fn http_request(
     content_type: Option<&str>,
     body: &[u8],
 ) -> (u16, String) {
+    let answer = http_exchange(address, Some(TEST_ADMIN_TOKEN), method, path, content_type, body).await;
+    (answer.status, answer.body)
+}
+
+/// An HTTP answer: status, header lines, body.
+#[derive(Clone, Debug)]
+pub struct HttpAnswer {
+    /// The status code (0 when unparseable).
+    pub status: u16,
+    /// The header section (lines after the status line).
+    pub headers: String,
+    /// The body (as sent: no chunked decoding; the API answers with Content-Length).
+    pub body: String,
+}
+
+impl HttpAnswer {
+    /// The value of header `name` (case-insensitive), if present.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| value.trim().to_string())
+        })
+    }
+
+    /// The body as JSON (null when it is not JSON).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// A minimal HTTP/1.1 request with `token` as the bearer token (None: no Authorization header).
+pub async fn http_exchange(
+    address: SocketAddr,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> HttpAnswer {
     let mut tcp = tokio::time::timeout(WAIT, TcpStream::connect(address))
         .await
         .expect("connect in time")
         .expect("connect");
     let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
+    if let Some(token) = token {
+        request.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
     if let Some(content_type) = content_type {
         request.push_str(&format!("Content-Type: {content_type}\r\n"));
     }
@@ -294,11 +360,13 @@ pub async fn http_request(
         .nth(1)
         .and_then(|code| code.parse().ok())
         .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_string())
-        .unwrap_or_default();
-    (status, body)
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let headers = head.split_once("\r\n").map(|(_, rest)| rest).unwrap_or("");
+    HttpAnswer {
+        status,
+        headers: headers.to_string(),
+        body: body.to_string(),
+    }
 }
 
 /// One SMTP reply as received.

@@ -501,7 +501,7 @@ async fn the_http_api_serves_the_same_report() {
     config.delivery.source_ip = None;
     let server = penguin_tests::TestServer::start(config).await;
 
-    let path = format!("/domains/{DOMAIN}/check?selector={SELECTOR}&ip=192.0.2.5");
+    let path = format!("/v1/tenants/default/domains/{DOMAIN}/check?selector={SELECTOR}&ip=192.0.2.5");
     let (status, body) = server.http_get(&path).await;
     assert_eq!(status, 200, "{body}");
     let report: DomainReport = serde_json::from_str(&body).expect("the JSON contract");
@@ -515,10 +515,14 @@ async fn the_http_api_serves_the_same_report() {
     assert_eq!(raw["checks"][0]["name"], "spf");
     assert_eq!(raw["checks"][0]["status"], "pass");
 
-    let (status, body) = server.http_get(&format!("/domains/{DOMAIN}/check?ip=nope")).await;
+    let (status, body) = server
+        .http_get(&format!("/v1/tenants/default/domains/{DOMAIN}/check?ip=nope"))
+        .await;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("ip:"), "names the parameter: {body}");
-    let (status, body) = server.http_get("/domains/not_a..domain/check").await;
+    let (status, body) = server
+        .http_get("/v1/tenants/default/domains/not_a..domain/check")
+        .await;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("domain:"), "{body}");
     server.stop().await.expect("stops");

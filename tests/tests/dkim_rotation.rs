@@ -1,5 +1,5 @@
 //! DKIM key rotation on the real binary, without a restart: `dkim keygen` a second selector while
-//! the first one signs, switch with a config change and SIGHUP, dual-sign after `POST /reload`, and
+//! the first one signs, switch with a config change and SIGHUP, dual-sign after `POST /v1/reload`, and
 //! an invalid config that a reload refuses. Every delivered message is verified with mail-auth
 //! against the loopback DNS server publishing the records keygen printed.
 
@@ -108,13 +108,13 @@ async fn selectors_rotate_without_a_restart() {
     assert_eq!(send_and_verify(server.smtp, &sink, &dns, 3).await, ["s2"]);
 
     rewrite(&path, &mut config, &["s1", "s2"]);
-    let (status, body) = http_request(server.api, "POST", "/reload", None, b"").await;
+    let (status, body) = http_request(server.api, "POST", "/v1/reload", None, b"").await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"reloaded\""), "{body}");
     assert_eq!(send_and_verify(server.smtp, &sink, &dns, 4).await, ["s1", "s2"]);
 
     std::fs::write(&path, "[dkim]\nselectors = [\"not a selector\"]\n").expect("write bad config");
-    let (status, body) = http_request(server.api, "POST", "/reload", None, b"").await;
+    let (status, body) = http_request(server.api, "POST", "/v1/reload", None, b"").await;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("dkim.selectors[0]"), "names the field: {body}");
     assert_eq!(

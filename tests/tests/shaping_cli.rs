@@ -15,7 +15,8 @@ const EXE: &str = env!("CARGO_BIN_EXE_penguin-mta-e2e");
 
 /// Runs the binary with `args`.
 async fn cli(args: &[&str]) -> Output {
-    binary::run_cli(EXE, args, None).await
+    let token = [("PENGUIN_API_TOKEN", penguin_tests::TEST_ADMIN_TOKEN)];
+    binary::run_cli_env(EXE, Path::new("."), args, None, &token).await
 }
 
 /// stdout as text.

@@ -52,7 +52,7 @@ async fn put_get_list_and_delete() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = server(dir.path()).await;
     let api = server.api;
-    let base = "/tenants/acme/suppressions";
+    let base = "/v1/tenants/acme/suppressions";
 
     let body = r#"{"reason": "complaint", "campaign": "spring"}"#;
     let (status, created) = call(api, "PUT", &format!("{base}/Jane.Doe@Example.COM"), body).await;
@@ -70,7 +70,7 @@ async fn put_get_list_and_delete() {
     assert_eq!((status, &found), (200, &created));
     let (status, missing) = call(api, "GET", &format!("{base}/nobody@example.com"), "").await;
     assert_eq!(status, 404, "{missing}");
-    assert!(missing["error"].is_string());
+    assert_eq!(missing["error"]["code"], "not_found");
 
     // No body: reason manual, no campaign; `+` and `%40` in the path.
     let (status, manual) = call(api, "PUT", &format!("{base}/a+tag%40x.example"), "").await;
@@ -83,7 +83,7 @@ async fn put_get_list_and_delete() {
         let (status, _) = call(api, "PUT", &format!("{base}/user{n}@example.org"), "").await;
         assert_eq!(status, 201);
     }
-    let (status, other_tenant) = call(api, "PUT", "/tenants/default/suppressions/x@y.example", "").await;
+    let (status, other_tenant) = call(api, "PUT", "/v1/tenants/default/suppressions/x@y.example", "").await;
     assert_eq!(status, 201, "{other_tenant}");
 
     // Paging through six entries, two at a time.
@@ -165,58 +165,63 @@ async fn unknown_tenant_and_bad_input_are_refused() {
     let api = server.api;
 
     for (method, path) in [
-        ("GET", "/tenants/globex/suppressions"),
-        ("GET", "/tenants/globex/suppressions/a@b.example"),
-        ("PUT", "/tenants/globex/suppressions/a@b.example"),
-        ("DELETE", "/tenants/globex/suppressions/a@b.example"),
+        ("GET", "/v1/tenants/globex/suppressions"),
+        ("GET", "/v1/tenants/globex/suppressions/a@b.example"),
+        ("PUT", "/v1/tenants/globex/suppressions/a@b.example"),
+        ("DELETE", "/v1/tenants/globex/suppressions/a@b.example"),
     ] {
         let (status, body) = call(api, method, path, "").await;
         assert_eq!(status, 404, "{method} {path}");
         assert_eq!(
             body,
-            json!({ "error": "unknown tenant \"globex\"" }),
+            json!({ "error": {"code": "not_found", "message": "unknown tenant \"globex\"", "field": null} }),
             "{method} {path}"
         );
     }
 
-    let long = format!("/tenants/acme/suppressions/{}@example.com", "x".repeat(320));
+    let long = format!("/v1/tenants/acme/suppressions/{}@example.com", "x".repeat(320));
     let cases = [
-        ("PUT", "/tenants/acme/suppressions/no-at-sign", "", "address"),
-        ("GET", "/tenants/acme/suppressions/no-at-sign", "", "no @"),
-        ("DELETE", "/tenants/acme/suppressions/@example.com", "", "address"),
-        ("PUT", long.as_str(), "", "longer than 320"),
+        ("PUT", "/v1/tenants/acme/suppressions/no-at-sign", "", "address"),
+        ("GET", "/v1/tenants/acme/suppressions/no-at-sign", "", "no @"),
         (
-            "PUT",
-            "/tenants/acme/suppressions/a@b.example",
-            "{",
-            "body: invalid JSON",
+            "DELETE",
+            "/v1/tenants/acme/suppressions/@example.com",
+            "",
+            "address",
         ),
+        ("PUT", long.as_str(), "", "longer than 320"),
+        ("PUT", "/v1/tenants/acme/suppressions/a@b.example", "{", "body"),
         (
             "PUT",
-            "/tenants/acme/suppressions/a@b.example",
+            "/v1/tenants/acme/suppressions/a@b.example",
             r#"{"reason":"bored"}"#,
             "reason",
         ),
         (
             "PUT",
-            "/tenants/acme/suppressions/a@b.example",
+            "/v1/tenants/acme/suppressions/a@b.example",
             r#"{"color":"red"}"#,
             "color",
         ),
-        ("GET", "/tenants/acme/suppressions?limit=lots", "", "limit"),
-        ("GET", "/tenants/acme/suppressions?limit=0", "", "limit"),
+        ("GET", "/v1/tenants/acme/suppressions?limit=lots", "", "limit"),
+        ("GET", "/v1/tenants/acme/suppressions?limit=0", "", "limit"),
     ];
     for (method, path, body, names) in cases {
         let (status, answer) = call(api, method, path, body).await;
         assert_eq!(status, 400, "{method} {path} {body}: {answer}");
-        let error = answer["error"].as_str().unwrap_or("");
+        let error = &answer["error"];
+        let field = error["field"].as_str().unwrap_or("");
         assert!(
-            error.contains(names),
-            "{method} {path} {body}: {error:?} should name {names:?}"
+            field.contains(names) || error["message"].as_str().unwrap_or("").contains(names),
+            "{method} {path} {body}: {error} should name {names:?}"
+        );
+        assert!(
+            !field.is_empty(),
+            "{method} {path} {body}: {error} names its field"
         );
     }
     // Nothing was stored by the refused requests.
-    let (status, list) = call(api, "GET", "/tenants/acme/suppressions?limit=5000", "").await;
+    let (status, list) = call(api, "GET", "/v1/tenants/acme/suppressions?limit=5000", "").await;
     assert_eq!(status, 200);
     assert_eq!(list["suppressions"], json!([]));
     server.stop().await.expect("clean stop");
@@ -234,13 +239,13 @@ async fn forged_tokens_get_404_and_suppress_nothing() {
     });
     for token in [forged.as_str(), "not-a-token", "AAAA"] {
         let path = format!("/u/{token}");
-        let (status, page) = http_request(server.api, "POST", &path, FORM, ONE_CLICK).await;
+        let (status, page) = http_request(server.public, "POST", &path, FORM, ONE_CLICK).await;
         assert_eq!(status, 404, "POST {token}: {page}");
         assert!(page.contains("not valid"), "{page}");
         let (status, _) = server.http_get(&path).await;
         assert_eq!(status, 404, "GET {token}");
     }
-    let (status, list) = call(server.api, "GET", "/tenants/acme/suppressions", "").await;
+    let (status, list) = call(server.api, "GET", "/v1/tenants/acme/suppressions", "").await;
     assert_eq!((status, &list["suppressions"]), (200, &json!([])));
     server.stop().await.expect("clean stop");
     assert!(logged(dir.path(), "unsubscribe").is_empty());
@@ -315,10 +320,14 @@ impl InProcess {
             )),
             config_path: None,
             shaping: shaping_state(&spool),
+            auth: api::Authenticator::new(
+                api::api_keys::ApiKeys::load(Arc::clone(&spool)).expect("keys"),
+                &penguin_config::Config::embedded_default(),
+            ),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("address");
-        let router = api::router(Arc::new(state));
+        let router = api::public::router(Arc::new(state));
         let task = tokio::spawn(async move {
             axum::serve(listener, router).await.expect("serve");
         });
@@ -397,14 +406,9 @@ async fn valid_token_unsubscribes_once_and_get_only_asks() {
         .suppression("acme", "jane@example.com")
         .expect("lookup");
     assert_eq!(again, Some(entry));
-    let (status, listed) = call(
-        server.address,
-        "GET",
-        "/tenants/acme/suppressions/jane@example.com",
-        "",
-    )
-    .await;
-    assert_eq!((status, &listed["reason"]), (200, &json!("unsubscribe")));
+    let path = "/v1/tenants/acme/suppressions/jane@example.com";
+    let (status, _) = http_request(server.address, "GET", path, None, b"").await;
+    assert_eq!(status, 404, "the public router serves no API route");
     server.task.abort();
 }
 

@@ -82,7 +82,7 @@ async fn each_recipient_gets_its_own_one_click_link() {
         );
         let url = one_click_url(&value);
         assert!(
-            url.starts_with(&format!("http://{}/u/", world.server.api)),
+            url.starts_with(&format!("http://{}/u/", world.server.public)),
             "{url}"
         );
         urls.push(url);
@@ -199,7 +199,7 @@ async fn a_550_5_1_1_bounce_suppresses_the_address() {
     let (status, body) = http_request(
         world.server.api,
         "GET",
-        "/tenants/acme/suppressions/gone@dest.test",
+        "/v1/tenants/acme/suppressions/gone@dest.test",
         None,
         b"",
     )

@@ -1,16 +1,19 @@
-//! Shaping resources: the ready queues (`GET /v1/shaping`) and the operator's suspensions
-//! (`POST /v1/suspensions`, `GET /v1/suspensions`, `DELETE /v1/suspensions/{id}`).
+//! Shaping resources: the ready queues (`GET /v1/shaping`, admin) and the operator's suspensions
+//! (`POST /v1/suspensions`, `GET /v1/suspensions`, `DELETE /v1/suspensions/{id}`; tenant keys: their
+//! own campaigns only).
 
 use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::{ApiState, error_response};
+use super::ApiState;
+use super::auth::Principal;
+use super::error::ApiError;
 use crate::clock::SharedClock;
 use crate::delivery::scheduler::Scheduler;
 use crate::delivery::suspensions::{SuspensionError, SuspensionRequest, SuspensionView, Suspensions};
@@ -32,51 +35,106 @@ impl ShapingState {
     }
 }
 
-/// `GET /v1/shaping`: every ready queue with mail, connections, a suspension or a reduced rate.
-pub async fn shaping(State(state): State<Arc<ApiState>>) -> Response {
+/// `GET /v1/shaping` (admin): every ready queue with mail, connections, a suspension or a reduced rate.
+pub async fn shaping(
+    State(state): State<Arc<ApiState>>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Response, ApiError> {
+    principal.require_admin()?;
     let now_us = state.shaping.clock.now_us();
     let view = state.shaping.lock().view(now_us);
-    Json(view).into_response()
+    Ok(Json(view).into_response())
 }
 
 /// `POST /v1/suspensions` `{"tenant"?, "campaign"?, "domain"?, "provider"?, "source"?, "duration",
-/// "reason"?}` → 201 `{"id", "scope", "until", "reason", "created"}`; 400 naming the field.
-pub async fn create_suspension(State(state): State<Arc<ApiState>>, body: Bytes) -> Response {
-    let request: SuspensionRequest = match serde_json::from_slice(&body) {
-        Ok(request) => request,
-        Err(error) => return error_response(StatusCode::BAD_REQUEST, format!("body: {error}")),
-    };
+/// "reason"?}` → 201 `{"id", "scope", "until", "reason", "created"}`; 400 naming the field. A tenant
+/// key may only suspend a campaign of its own (`campaign` required, `tenant` its own or absent;
+/// other scopes 403).
+pub async fn create_suspension(
+    State(state): State<Arc<ApiState>>,
+    Extension(principal): Extension<Principal>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let mut request: SuspensionRequest =
+        serde_json::from_slice(&body).map_err(|error| ApiError::from_json(&error))?;
+    if let Some(own) = principal.tenant() {
+        let others = request.domain.is_some() || request.provider.is_some() || request.source.is_some();
+        if others || request.campaign.is_none() {
+            return Err(ApiError::forbidden(
+                "a tenant API key may only suspend one of its campaigns (tenant, campaign)",
+            ));
+        }
+        match &request.tenant {
+            Some(tenant) if tenant != own => {
+                return Err(ApiError::not_found(format!("unknown tenant {tenant:?}")));
+            }
+            _ => request.tenant = Some(own.to_string()),
+        }
+    }
     let suspensions = state.shaping.suspensions.clone();
-    let created = tokio::task::spawn_blocking(move || suspensions.create(request)).await;
+    let created = tokio::task::spawn_blocking(move || suspensions.create(request))
+        .await
+        .map_err(|join| ApiError::internal(join.to_string()))?;
     match created {
-        Ok(Ok(suspension)) => (StatusCode::CREATED, Json(SuspensionView::from(&suspension))).into_response(),
-        Ok(Err(SuspensionError::Invalid(message))) => error_response(StatusCode::BAD_REQUEST, message),
-        Ok(Err(error)) => error_response(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()),
-        Err(join) => error_response(StatusCode::INTERNAL_SERVER_ERROR, join.to_string()),
+        Ok(suspension) => Ok((StatusCode::CREATED, Json(SuspensionView::from(&suspension))).into_response()),
+        Err(SuspensionError::Invalid(message)) => Err(invalid(message)),
+        Err(error) => Err(ApiError::internal(error.to_string())),
     }
 }
 
-/// `GET /v1/suspensions` → `{"suspensions": [...]}`, oldest first.
-pub async fn list_suspensions(State(state): State<Arc<ApiState>>) -> Response {
+/// A 400 from the suspension checks, whose messages start with the field name (`duration: ...`).
+fn invalid(message: String) -> ApiError {
+    let field = message
+        .split_once(':')
+        .map(|(field, _)| field)
+        .filter(|field| !field.contains(' '))
+        .map(|field| format!("body.{field}"));
+    ApiError {
+        field,
+        ..ApiError::bad_request(message)
+    }
+}
+
+/// `GET /v1/suspensions` → `{"suspensions": [...]}`, oldest first (a tenant key: its own).
+pub async fn list_suspensions(
+    State(state): State<Arc<ApiState>>,
+    Extension(principal): Extension<Principal>,
+) -> Response {
     let list: Vec<SuspensionView> = state
         .shaping
         .suspensions
         .list()
         .iter()
+        .filter(|s| principal.tenant().is_none() || s.scope.tenant.as_deref() == principal.tenant())
         .map(SuspensionView::from)
         .collect();
     Json(json!({ "suspensions": list })).into_response()
 }
 
-/// `DELETE /v1/suspensions/{id}` → 204; 404 when there is no such suspension.
-pub async fn delete_suspension(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> Response {
+/// `DELETE /v1/suspensions/{id}` → 204; 404 when there is no such suspension (or it is not the
+/// tenant key's own).
+pub async fn delete_suspension(
+    State(state): State<Arc<ApiState>>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let not_found = || ApiError::not_found(format!("no suspension {id}"));
+    if let Some(own) = principal.tenant() {
+        let list = state.shaping.suspensions.list();
+        let mine = list
+            .iter()
+            .any(|s| s.id == id && s.scope.tenant.as_deref() == Some(own));
+        if !mine {
+            return Err(not_found());
+        }
+    }
     let suspensions = state.shaping.suspensions.clone();
     let target = id.clone();
     match tokio::task::spawn_blocking(move || suspensions.delete(&target)).await {
-        Ok(Ok(true)) => StatusCode::NO_CONTENT.into_response(),
-        Ok(Ok(false)) => error_response(StatusCode::NOT_FOUND, format!("no suspension {id}")),
-        Ok(Err(error)) => error_response(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()),
-        Err(join) => error_response(StatusCode::INTERNAL_SERVER_ERROR, join.to_string()),
+        Ok(Ok(true)) => Ok(StatusCode::NO_CONTENT.into_response()),
+        Ok(Ok(false)) => Err(not_found()),
+        Ok(Err(error)) => Err(ApiError::from(error)),
+        Err(join) => Err(ApiError::internal(join.to_string())),
     }
 }
 

@@ -130,7 +130,6 @@ impl Connection {
     pub fn pipelines(&self) -> bool {
         self.capabilities.pipelining
     }
-
 }
 
 /// Accepts any server certificate: opportunistic TLS (RFC 7435) encrypts against passive observers

@@ -145,6 +145,7 @@ fn suspend_sends_only_the_given_fields() {
         api: ApiArgs {
             api: None,
             config: None,
+            token: None,
         },
         duration: "2h".into(),
         tenant: Some("acme".into()),
