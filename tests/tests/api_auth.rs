@@ -39,8 +39,29 @@ async fn new_key(api: SocketAddr, tenant: &str) -> (String, String) {
     (body["id"].as_str().expect("id").to_string(), key)
 }
 
+/// Every route of the API listener, as the OpenAPI document must list them (method, path template).
+const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/healthz"),
+    ("GET", "/metrics"),
+    ("GET", "/v1/openapi.json"),
+    ("POST", "/v1/reload"),
+    ("GET", "/v1/shaping"),
+    ("GET", "/v1/suspensions"),
+    ("POST", "/v1/suspensions"),
+    ("DELETE", "/v1/suspensions/{id}"),
+    ("GET", "/v1/tenants/{tenant}/suppressions"),
+    ("GET", "/v1/tenants/{tenant}/suppressions/{address}"),
+    ("PUT", "/v1/tenants/{tenant}/suppressions/{address}"),
+    ("DELETE", "/v1/tenants/{tenant}/suppressions/{address}"),
+    ("GET", "/v1/tenants/{tenant}/domains/{domain}/check"),
+    ("GET", "/v1/tenants/{tenant}/api-keys"),
+    ("POST", "/v1/tenants/{tenant}/api-keys"),
+    ("DELETE", "/v1/tenants/{tenant}/api-keys/{id}"),
+];
+
 /// Who calls, and what each expects from one route (None: not checked for that caller).
 struct Case {
+    route: &'static str,
     method: &'static str,
     path: String,
     body: String,
@@ -50,8 +71,9 @@ struct Case {
 }
 
 /// The routes, with acme's key as "own" and globex's as "other". `who` makes per-caller paths.
-fn cases(who: &str, domain_suspension: &str) -> Vec<Case> {
+fn cases(who: &str, domain_suspension: &str, spare_key: &str) -> Vec<Case> {
     let case = |method, path: &str, body: &str, admin, own, other| Case {
+        route: route_of(method, path),
         method,
         path: path.to_string(),
         body: body.to_string(),
@@ -109,7 +131,29 @@ fn cases(who: &str, domain_suspension: &str) -> Vec<Case> {
             404,
         ),
         case("POST", "/v1/tenants/acme/api-keys", "", None, Some(201), 404),
+        case(
+            "DELETE",
+            &format!("/v1/tenants/acme/api-keys/{spare_key}"),
+            "",
+            None,
+            Some(204),
+            404,
+        ),
     ]
+}
+
+/// The template of [`ROUTES`] that `path` (a concrete path) matches for `method`.
+fn route_of(method: &str, path: &str) -> &'static str {
+    let path = path.split('?').next().unwrap_or(path);
+    let matches = |template: &str| {
+        let (a, b): (Vec<&str>, Vec<&str>) = (template.split('/').collect(), path.split('/').collect());
+        a.len() == b.len() && a.iter().zip(&b).all(|(t, p)| t.starts_with('{') || t == p)
+    };
+    ROUTES
+        .iter()
+        .find(|(m, template)| *m == method && matches(template))
+        .map(|(_, template)| *template)
+        .unwrap_or_else(|| panic!("{method} {path} is not in ROUTES"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,6 +166,7 @@ async fn every_route_answers_each_kind_of_caller_as_it_should() {
     let api = server.api;
     let (_, acme_key) = new_key(api, "acme").await;
     let (_, globex_key) = new_key(api, "globex").await;
+    let (spare_id, _) = new_key(api, "acme").await;
     let held = call(
         api,
         Some(TEST_ADMIN_TOKEN),
@@ -141,7 +186,7 @@ async fn every_route_answers_each_kind_of_caller_as_it_should() {
         ("admin", Some(TEST_ADMIN_TOKEN)),
     ];
     for (who, token) in callers {
-        for case in cases(who, &held_id) {
+        for case in cases(who, &held_id, &spare_id) {
             let expected = match who {
                 "none" | "bad" => Some(401),
                 "other" => Some(case.other),
@@ -163,6 +208,16 @@ async fn every_route_answers_each_kind_of_caller_as_it_should() {
                 let code = answer.json()["error"]["code"].clone();
                 assert!(code.is_string(), "{what}: error body {}", answer.body);
             }
+        }
+    }
+    // Every /v1 route of the document is in the table (the document itself: see the OpenAPI test).
+    let tested: Vec<(&str, &str)> = cases("x", "y", "z").iter().map(|c| (c.method, c.route)).collect();
+    for &(method, route) in ROUTES {
+        if route.starts_with("/v1/") && route != "/v1/openapi.json" {
+            assert!(
+                tested.contains(&(method, route)),
+                "{method} {route} is not tested for auth"
+            );
         }
     }
     // globex's key saw none of acme's suspensions; nothing it tried was stored.
@@ -413,4 +468,45 @@ async fn token_create_prints_a_token_the_server_then_accepts() {
 
     let bad = binary::run_cli(EXE, &["token", "create", "--name", "bad name"], None).await;
     assert!(!bad.status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_lists_every_route_with_its_schemas() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(config(dir.path())).await;
+    assert_eq!(
+        call(server.api, None, "GET", "/v1/openapi.json", "").await.status,
+        401
+    );
+    let answer = call(server.api, Some(TEST_ADMIN_TOKEN), "GET", "/v1/openapi.json", "").await;
+    assert_eq!(answer.status, 200);
+    let doc = answer.json();
+    assert!(
+        doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.1")),
+        "{}",
+        doc["openapi"]
+    );
+    let mut listed: Vec<(String, String)> = Vec::new();
+    for (path, operations) in doc["paths"].as_object().expect("paths") {
+        for method in operations.as_object().expect("operations").keys() {
+            listed.push((method.to_ascii_uppercase(), path.clone()));
+        }
+    }
+    listed.sort();
+    let mut expected: Vec<(String, String)> = ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    expected.sort();
+    assert_eq!(listed, expected, "the document and the routes differ");
+    // Request bodies and the error body have schemas; /v1 routes name the bearer scheme.
+    let schemas = doc["components"]["schemas"].as_object().expect("schemas");
+    for name in ["SuspensionRequest", "PutBody", "ErrorBody"] {
+        assert!(schemas.contains_key(name), "no schema {name}");
+    }
+    assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    let create = &doc["paths"]["/v1/suspensions"]["post"];
+    assert!(create["requestBody"].is_object(), "{create}");
+    assert_eq!(create["security"], json!([{"bearer": []}]));
+    server.stop().await.expect("stops");
 }

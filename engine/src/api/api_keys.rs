@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::auth::Principal;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::{ApiState, blocking};
 use crate::timefmt;
 
@@ -180,6 +180,11 @@ fn key_json(key: &KeyRecord) -> serde_json::Value {
 }
 
 /// `POST /v1/tenants/{tenant}/api-keys` → 201 `{"id", "key", "created"}`.
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/api-keys", tag = "api-keys",
+    params(("tenant" = String, Path, description = "Tenant name")),
+    responses((status = 201, description = "`{\"id\", \"key\", \"created\"}`: the key is shown this once", body = Object),
+        (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn create(
     State(state): State<Arc<ApiState>>,
     Extension(principal): Extension<Principal>,
@@ -201,6 +206,11 @@ pub async fn create(
 }
 
 /// `GET /v1/tenants/{tenant}/api-keys` → `{"api_keys": [{"id", "created"}]}`.
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/api-keys", tag = "api-keys",
+    params(("tenant" = String, Path, description = "Tenant name")),
+    responses((status = 200, description = "`{\"api_keys\": [{\"id\", \"created\"}]}`", body = Object),
+        (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn list(
     State(state): State<Arc<ApiState>>,
     Extension(principal): Extension<Principal>,
@@ -212,6 +222,10 @@ pub async fn list(
 }
 
 /// `DELETE /v1/tenants/{tenant}/api-keys/{id}` → 204; 404 when the tenant has no such key.
+#[utoipa::path(delete, path = "/v1/tenants/{tenant}/api-keys/{id}", tag = "api-keys",
+    params(("tenant" = String, Path, description = "Tenant name"), ("id" = String, Path, description = "Key id")),
+    responses((status = 204, description = "Revoked at once"), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn delete(
     State(state): State<Arc<ApiState>>,
     Extension(principal): Extension<Principal>,

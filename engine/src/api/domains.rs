@@ -11,10 +11,17 @@ use axum::extract::{Extension, Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 
 use super::auth::Principal;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::{ApiState, form_pairs};
 
 /// `GET /v1/tenants/{tenant}/domains/{domain}/check` (see the module documentation).
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/domains/{domain}/check", tag = "domains",
+    params(("tenant" = String, Path, description = "Tenant name"), ("domain" = String, Path, description = "One of the tenant's sender domains"),
+        ("selector" = Option<Vec<String>>, Query, description = "DKIM selectors to check (repeatable)"),
+        ("ip" = Option<Vec<String>>, Query, description = "Egress IPs for SPF and PTR (repeatable)")),
+    responses((status = 200, description = "`{\"domain\", \"checks\": [{\"name\", \"status\", \"detail\", \"fix\"}]}`", body = Object),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn check(
     State(state): State<Arc<ApiState>>,
     Extension(principal): Extension<Principal>,

@@ -9,6 +9,25 @@ use axum::response::{IntoResponse, Response};
 use penguin_queue::SpoolError;
 use serde_json::json;
 
+/// The error body, for the API document.
+#[derive(utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// The fields of an error.
+#[derive(utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// `bad_request`, `unauthorized`, `forbidden`, `not_found`, `conflict`, `too_many_requests`,
+    /// `insufficient_storage` or `internal`.
+    pub code: String,
+    /// What is wrong, for people.
+    pub message: String,
+    /// The request field at fault (`limit`, `body.reason`), or null.
+    pub field: Option<String>,
+}
+
 /// An error answer of the API.
 #[derive(Debug)]
 pub struct ApiError {

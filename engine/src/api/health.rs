@@ -12,11 +12,15 @@ use serde_json::json;
 use super::{ApiState, shaping};
 
 /// `GET /healthz`: 200 with the queue depth while the server runs.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "`{\"status\": \"ok\", \"queued_messages\"}`", body = Object)))]
 pub async fn healthz(State(state): State<Arc<ApiState>>) -> impl IntoResponse {
     Json(json!({ "status": "ok", "queued_messages": state.queued_messages() }))
 }
 
 /// `GET /metrics`: OpenMetrics text.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text")))]
 pub async fn metrics(State(state): State<Arc<ApiState>>) -> impl IntoResponse {
     state
         .metrics

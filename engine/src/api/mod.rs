@@ -18,7 +18,6 @@ use axum::Router;
 use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::{delete, get, post};
 use penguin_queue::{Spool, SpoolError};
 use serde_json::json;
 
@@ -32,7 +31,7 @@ mod shaping;
 mod suppressions;
 
 pub use auth::{Authenticator, Principal};
-pub use error::ApiError;
+pub use error::{ApiError, ErrorBody};
 pub use shaping::ShapingState;
 
 use crate::events::EventBus;
@@ -79,45 +78,88 @@ impl ApiState {
     }
 }
 
-/// The routes of the API listener.
-pub fn router(state: Arc<ApiState>) -> Router {
-    let open = Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/metrics", get(health::metrics))
+/// The API document's frame: title, version, the bearer security scheme.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "penguin-mta control API", description = "Every /v1 route needs `Authorization: Bearer TOKEN` (an admin token of `[[api.token]]` or a tenant API key). Errors are `{\"error\": {\"code\", \"message\", \"field\"}}`. The public listener (`[public] listen`) serves only `GET/POST /u/{token}` (one-click unsubscribe) and `/healthz`."),
+    modifiers(&BearerScheme)
+)]
+struct ApiDoc;
+
+/// Adds the `bearer` security scheme the routes name.
+struct BearerScheme;
+
+impl utoipa::Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    }
+}
+
+/// The API document (`GET /v1/openapi.json`), serialised once.
+#[derive(Clone)]
+struct OpenApiJson(Arc<String>);
+
+/// The routes of the API listener with the API document they make (every route is registered from
+/// its `#[utoipa::path]`, so the document cannot miss one).
+pub fn router_and_doc(state: Arc<ApiState>) -> (Router, utoipa::openapi::OpenApi) {
+    use utoipa::OpenApi;
+    use utoipa_axum::router::OpenApiRouter;
+    use utoipa_axum::routes;
+    let open = OpenApiRouter::new()
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::metrics))
         .route_layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
             auth::token_if_configured,
         ));
-    let tenant = "/v1/tenants/{tenant}";
-    let v1 = Router::new()
-        .route("/v1/reload", post(reload))
-        .route("/v1/shaping", get(shaping::shaping))
-        .route(
-            "/v1/suspensions",
-            get(shaping::list_suspensions).post(shaping::create_suspension),
-        )
-        .route("/v1/suspensions/{id}", delete(shaping::delete_suspension))
-        .route(
-            &format!("{tenant}/suppressions"),
-            get(suppressions::list_suppressions),
-        )
-        .route(
-            &format!("{tenant}/suppressions/{{address}}"),
-            get(suppressions::get_suppression)
-                .put(suppressions::put_suppression)
-                .delete(suppressions::delete_suppression),
-        )
-        .route(&format!("{tenant}/domains/{{domain}}/check"), get(domains::check))
-        .route(
-            &format!("{tenant}/api-keys"),
-            get(api_keys::list).post(api_keys::create),
-        )
-        .route(&format!("{tenant}/api-keys/{{id}}"), delete(api_keys::delete))
+    let v1 = OpenApiRouter::new()
+        .routes(routes!(openapi_json))
+        .routes(routes!(reload))
+        .routes(routes!(shaping::shaping))
+        .routes(routes!(shaping::list_suspensions, shaping::create_suspension))
+        .routes(routes!(shaping::delete_suspension))
+        .routes(routes!(suppressions::list_suppressions))
+        .routes(routes!(
+            suppressions::get_suppression,
+            suppressions::put_suppression,
+            suppressions::delete_suppression
+        ))
+        .routes(routes!(domains::check))
+        .routes(routes!(api_keys::list, api_keys::create))
+        .routes(routes!(api_keys::delete))
         .route_layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
             auth::require_token,
         ));
-    open.merge(v1).fallback(not_found).with_state(state)
+    let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(open)
+        .merge(v1)
+        .split_for_parts();
+    let json = OpenApiJson(Arc::new(doc.to_json().unwrap_or_else(|_| "{}".to_string())));
+    let router = router
+        .layer(Extension(json))
+        .fallback(not_found)
+        .with_state(state);
+    (router, doc)
+}
+
+/// The routes of the API listener.
+pub fn router(state: Arc<ApiState>) -> Router {
+    router_and_doc(state).0
+}
+
+/// `GET /v1/openapi.json`: this API's OpenAPI 3.1 document.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "operations",
+    responses((status = 200, description = "The OpenAPI 3.1 document", body = Object)),
+    security(("bearer" = [])))]
+async fn openapi_json(Extension(doc): Extension<OpenApiJson>) -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        doc.0.as_str().to_owned(),
+    )
+        .into_response()
 }
 
 /// An unknown path.
@@ -127,6 +169,10 @@ async fn not_found() -> ApiError {
 
 /// `POST /v1/reload` (admin): reads the config file again and applies what a reload can (like
 /// SIGHUP). 200 with the report; 400 when the file is invalid; 409 without a config file.
+#[utoipa::path(post, path = "/v1/reload", tag = "operations",
+    responses((status = 200, description = "`{\"status\": \"reloaded\", \"report\": {\"config\", \"tenants\", \"dkim_domains\", \"restart_needed\"}}`", body = Object),
+        (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
 async fn reload(
     State(state): State<Arc<ApiState>>,
     Extension(principal): Extension<Principal>,

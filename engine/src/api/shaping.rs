@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::ApiState;
 use super::auth::Principal;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use crate::clock::SharedClock;
 use crate::delivery::scheduler::Scheduler;
 use crate::delivery::suspensions::{SuspensionError, SuspensionRequest, SuspensionView, Suspensions};
@@ -36,6 +36,10 @@ impl ShapingState {
 }
 
 /// `GET /v1/shaping` (admin): every ready queue with mail, connections, a suspension or a reduced rate.
+#[utoipa::path(get, path = "/v1/shaping", tag = "shaping",
+    responses((status = 200, description = "`{\"queues\": [{\"source\", \"site\", \"provider\", \"domains\", \"queued\", \"connections\", \"configured\", \"effective_rate\", \"suspended_until\", \"last_throttle\"}]}`", body = Object),
+        (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn shaping(
     State(state): State<Arc<ApiState>>,
     Extension(principal): Extension<Principal>,
@@ -50,6 +54,10 @@ pub async fn shaping(
 /// "reason"?}` → 201 `{"id", "scope", "until", "reason", "created"}`; 400 naming the field. A tenant
 /// key may only suspend a campaign of its own (`campaign` required, `tenant` its own or absent;
 /// other scopes 403).
+#[utoipa::path(post, path = "/v1/suspensions", tag = "shaping", request_body = SuspensionRequest,
+    responses((status = 201, description = "`{\"id\", \"scope\", \"until\", \"reason\", \"created\"}`", body = Object),
+        (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn create_suspension(
     State(state): State<Arc<ApiState>>,
     Extension(principal): Extension<Principal>,
@@ -96,6 +104,9 @@ fn invalid(message: String) -> ApiError {
 }
 
 /// `GET /v1/suspensions` → `{"suspensions": [...]}`, oldest first (a tenant key: its own).
+#[utoipa::path(get, path = "/v1/suspensions", tag = "shaping",
+    responses((status = 200, description = "`{\"suspensions\": [{\"id\", \"scope\", \"until\", \"reason\", \"created\"}]}`", body = Object)),
+    security(("bearer" = [])))]
 pub async fn list_suspensions(
     State(state): State<Arc<ApiState>>,
     Extension(principal): Extension<Principal>,
@@ -113,6 +124,10 @@ pub async fn list_suspensions(
 
 /// `DELETE /v1/suspensions/{id}` → 204; 404 when there is no such suspension (or it is not the
 /// tenant key's own).
+#[utoipa::path(delete, path = "/v1/suspensions/{id}", tag = "shaping",
+    params(("id" = String, Path, description = "Suspension id")),
+    responses((status = 204, description = "Lifted"), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn delete_suspension(
     State(state): State<Arc<ApiState>>,
     Extension(principal): Extension<Principal>,

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::Principal;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::{ApiState, blocking, form_pairs};
 use crate::events::{Event, EventKind};
 use crate::timefmt;
@@ -85,6 +85,13 @@ fn list_query(query: Option<&str>) -> Result<(Option<String>, usize), ApiError> 
 
 /// `GET /v1/tenants/{tenant}/suppressions?after=ADDR&limit=N`: a page of the list in address order;
 /// `next_after` is the `after` of the next page, null on the last.
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/suppressions", tag = "suppressions",
+    params(("tenant" = String, Path, description = "Tenant name"),
+        ("after" = Option<String>, Query, description = "Start after this address (`next_after` of the previous page)"),
+        ("limit" = Option<usize>, Query, description = "Entries per page, 1-1000 (default 100)")),
+    responses((status = 200, description = "`{\"tenant\", \"suppressions\": [{\"address\", \"reason\", \"added_at\", \"campaign\"}], \"next_after\"}`", body = Object),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn list_suppressions(
     State(state): State<Arc<ApiState>>,
     Extension(principal): Extension<Principal>,
@@ -109,6 +116,10 @@ pub async fn list_suppressions(
 }
 
 /// `GET /v1/tenants/{tenant}/suppressions/{address}`: the entry, or 404.
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/suppressions/{address}", tag = "suppressions",
+    params(("tenant" = String, Path, description = "Tenant name"), ("address" = String, Path, description = "Email address")),
+    responses((status = 200, description = "The entry", body = Object), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn get_suppression(
     State(state): State<Arc<ApiState>>,
     Extension(principal): Extension<Principal>,
@@ -123,7 +134,7 @@ pub async fn get_suppression(
 }
 
 /// The optional JSON body of a PUT.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PutBody {
     /// `manual` (default), `complaint`, `hard_bounce` or `unsubscribe`.
@@ -160,6 +171,12 @@ fn parse_put_body(body: &[u8]) -> Result<(SuppressionReason, Option<String>), Ap
 /// `PUT /v1/tenants/{tenant}/suppressions/{address}` with an optional body `{"reason", "campaign"}`:
 /// 201 with the new entry, or 200 with the entry already there (left unchanged). A new entry emits a
 /// `suppression_added` event.
+#[utoipa::path(put, path = "/v1/tenants/{tenant}/suppressions/{address}", tag = "suppressions",
+    params(("tenant" = String, Path, description = "Tenant name"), ("address" = String, Path, description = "Email address")),
+    request_body(content = Option<PutBody>, description = "Optional; reason defaults to manual"),
+    responses((status = 201, description = "Added", body = Object), (status = 200, description = "Already listed (unchanged)", body = Object),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn put_suppression(
     State(state): State<Arc<ApiState>>,
     Extension(principal): Extension<Principal>,
@@ -209,6 +226,10 @@ pub async fn put_suppression(
 }
 
 /// `DELETE /v1/tenants/{tenant}/suppressions/{address}`: 204, or 404 when it was not on the list.
+#[utoipa::path(delete, path = "/v1/tenants/{tenant}/suppressions/{address}", tag = "suppressions",
+    params(("tenant" = String, Path, description = "Tenant name"), ("address" = String, Path, description = "Email address")),
+    responses((status = 204, description = "Removed"), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn delete_suppression(
     State(state): State<Arc<ApiState>>,
     Extension(principal): Extension<Principal>,

@@ -21,7 +21,7 @@ const PREFIX: &str = "suspension/";
 const MAX_DURATION: Duration = Duration::from_secs(366 * 86_400);
 
 /// `POST /v1/suspensions`.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SuspensionRequest {
     /// Tenant name.
