@@ -1,7 +1,7 @@
 //! Run-time reload of the config file, on SIGHUP or `POST /v1/reload`, without a restart: the `[dkim]`
 //! section (which selectors sign which domain — key rotation — and the missing-key action), the
-//! `[[tenant]]` list (accounts, passwords, sender domains, `list_unsubscribe`, `dkim_missing_key`, and
-//! `pools`: what `X-Pool` may pick) and the API's admin tokens (`[[api.token]]`,
+//! `[[tenant]]` list (accounts, passwords, sender domains, `list_unsubscribe`, `dkim_missing_key`, `dsn`,
+//! and `pools`: what `X-Pool` may pick) and the API's admin tokens (`[[api.token]]`,
 //! `api.metrics_require_token`). Sessions already authenticated keep the tenant they logged in as.
 //! Other changes need a restart — among them the delivery scheduler's settings (`[[source]]`, `[[pool]]`,
 //! `[[provider]]`, `[shaping]`, a tenant's `pool` and `max_message_rate`); the reload reports which
@@ -9,7 +9,6 @@
 //! config (what the API reads: DNS servers of domain checks, tokens) is the started one with only the
 //! applied parts replaced.
 
-use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -17,7 +16,6 @@ use arc_swap::ArcSwap;
 use penguin_config::Config;
 use serde::Serialize;
 
-use crate::smtp::auth::{SharedTenants, TenantDirectory};
 use crate::smtp::finish::Finisher;
 
 /// Why a reload did not happen (the running settings are unchanged).
@@ -50,10 +48,8 @@ pub struct Reloader {
     path: Option<PathBuf>,
     /// Signing settings.
     finisher: Arc<Finisher>,
-    /// SMTP AUTH accounts.
-    tenants: SharedTenants,
-    /// Tenant names the HTTP API knows.
-    tenant_names: Arc<ArcSwap<HashSet<String>>>,
+    /// The tenants (config and API): rebuilt from the new config.
+    registry: Arc<crate::tenants::TenantRegistry>,
     /// The config the server started with: what a restart would change is compared against it.
     started: Config,
     /// The config in force: the started one with the applied parts of the last reload (the API
@@ -69,15 +65,13 @@ impl Reloader {
         path: Option<PathBuf>,
         config: Arc<ArcSwap<Config>>,
         finisher: Arc<Finisher>,
-        tenants: SharedTenants,
-        tenant_names: Arc<ArcSwap<HashSet<String>>>,
+        registry: Arc<crate::tenants::TenantRegistry>,
     ) -> Reloader {
         Reloader {
             path,
             started: (*config.load_full()).clone(),
             finisher,
-            tenants,
-            tenant_names,
+            registry,
             running: config,
             reloading: Mutex::new(()),
         }
@@ -104,11 +98,8 @@ impl Reloader {
         let _one_at_a_time = self.reloading.lock().unwrap_or_else(PoisonError::into_inner);
         let restart_needed = needs_restart(&self.started, &config);
         self.finisher.reload(config.dkim.clone());
-        self.tenants
-            .store(Arc::new(TenantDirectory::from_config(&config)));
-        self.tenant_names
-            .store(Arc::new(crate::api::tenant_names(&config)));
         self.running.store(Arc::new(applied(&self.started, config)));
+        self.registry.rebuild();
         restart_needed
     }
 }
@@ -146,16 +137,6 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
     check("unsubscribe", old.unsubscribe != new.unsubscribe);
     check("suppression", old.suppression != new.suppression);
     check("dkim.key_dir", old.dkim.key_dir != new.dkim.key_dir);
-    // Delivery sends DSNs for every tenant it does not know as `dsn = false`.
-    let dsn_off = |config: &Config| -> Vec<String> {
-        config
-            .tenant
-            .iter()
-            .filter(|t| !t.dsn)
-            .map(|t| t.name.clone())
-            .collect()
-    };
-    check("tenant.dsn", dsn_off(old) != dsn_off(new));
     // The scheduler's settings are built once, at start: egress, providers, limits, rules, and per
     // tenant its default pool and rate (the pools X-Pool may pick live in the reloaded directory).
     check("source", old.source != new.source);

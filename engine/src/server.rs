@@ -18,11 +18,12 @@ use crate::event_log::EventLog;
 use crate::events::{EventBus, EventSink};
 use crate::metrics::{CommitMetrics, Metrics};
 use crate::reload::{ReloadError, ReloadReport, Reloader};
-use crate::smtp::auth::{SharedTenants, TenantDirectory};
+use crate::smtp::auth::SharedTenants;
 use crate::smtp::connection::ConnectionContext;
 use crate::smtp::finish::{Finisher, UnsubscribeLinks};
 use crate::smtp::listener::{ConnectionLimits, SmtpServer};
 use crate::smtp::session::{SessionParams, SessionShared, SpoolGauge};
+use crate::tenants::TenantRegistry;
 use crate::tls::{self, TlsSetupError};
 use crate::unsubscribe::UnsubscribeTokens;
 use arc_swap::ArcSwap;
@@ -174,24 +175,23 @@ pub async fn serve_with_clock(
     let wakeup = Arc::new(Notify::new());
     let tokens = Arc::new(crate::unsubscribe::load(&spool).await?);
     let finisher = Arc::new(finisher(&config, &listeners, Arc::clone(&tokens))?);
+    let running = Arc::new(ArcSwap::from_pointee(config.clone()));
+    let registry = Arc::new(TenantRegistry::load(Arc::clone(&spool), Arc::clone(&running))?);
+    let tenants: SharedTenants = registry.directory();
     let (delivery, shaping) = delivery_side(
         &config,
         &spool,
         &events,
-        Arc::clone(&wakeup),
+        (Arc::clone(&wakeup), Arc::clone(&tenants)),
         Arc::clone(&finisher),
         Arc::clone(&clock),
     )?;
     let in_flight = delivery.in_flight();
-    let tenants: SharedTenants = Arc::new(ArcSwap::from_pointee(TenantDirectory::from_config(&config)));
-    let tenant_names = Arc::new(ArcSwap::from_pointee(api::tenant_names(&config)));
-    let running = Arc::new(ArcSwap::from_pointee(config.clone()));
     let reloader = Arc::new(Reloader::new(
         config_path.clone(),
         Arc::clone(&running),
         Arc::clone(&finisher),
-        Arc::clone(&tenants),
-        Arc::clone(&tenant_names),
+        Arc::clone(&registry),
     ));
     let api_state = ApiState {
         metrics: Arc::clone(&metrics),
@@ -199,7 +199,8 @@ pub async fn serve_with_clock(
         in_flight,
         events: events.clone(),
         tokens,
-        tenants: tenant_names,
+        tenants: registry.names(),
+        registry,
         reloader: Some(Arc::clone(&reloader)),
         config: running,
         config_path,
@@ -255,7 +256,7 @@ fn delivery_side(
     config: &Config,
     spool: &Arc<Spool>,
     events: &EventBus,
-    wakeup: Arc<Notify>,
+    (wakeup, tenants): (Arc<Notify>, SharedTenants),
     finisher: Arc<Finisher>,
     clock: SharedClock,
 ) -> Result<(delivery::Delivery, ShapingState), ServeError> {
@@ -279,6 +280,7 @@ fn delivery_side(
         scheduler: Arc::clone(&scheduler),
         driver,
         clock: Arc::clone(&clock),
+        tenants,
     };
     let delivery = delivery::setup::build(config, shared)?;
     let shaping = ShapingState {

@@ -304,6 +304,11 @@ impl InProcess {
         let spool = Arc::new(Spool::open(SpoolOptions::new(dir.join("spool"))).expect("open spool"));
         let secret = spool.secret("unsubscribe").expect("secret");
         let events = Arc::new(Collect::default());
+        let config = Arc::new(arc_swap::ArcSwap::from_pointee(
+            penguin_config::Config::embedded_default(),
+        ));
+        let registry = penguin_mta::tenants::TenantRegistry::load(Arc::clone(&spool), Arc::clone(&config))
+            .expect("tenants");
         let state = ApiState {
             metrics: Arc::new(Metrics::new()),
             spool: Arc::clone(&spool),
@@ -315,15 +320,14 @@ impl InProcess {
                 "default".to_string(),
             ]))),
             reloader: None,
-            config: Arc::new(arc_swap::ArcSwap::from_pointee(
-                penguin_config::Config::embedded_default(),
-            )),
+            config,
             config_path: None,
             shaping: shaping_state(&spool),
             auth: api::Authenticator::new(
                 api::api_keys::ApiKeys::load(Arc::clone(&spool)).expect("keys"),
                 &penguin_config::Config::embedded_default(),
             ),
+            registry: Arc::new(registry),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("address");

@@ -29,6 +29,7 @@ mod health;
 pub mod public;
 mod shaping;
 mod suppressions;
+mod tenants;
 
 pub use auth::{Authenticator, Principal};
 pub use error::{ApiError, ErrorBody};
@@ -62,13 +63,8 @@ pub struct ApiState {
     pub shaping: ShapingState,
     /// Bearer tokens: admin tokens (from `config`) and tenant API keys.
     pub auth: Authenticator,
-}
-
-/// The tenant names the management API accepts: every configured tenant and `default`.
-pub fn tenant_names(config: &penguin_config::Config) -> HashSet<String> {
-    let mut names: HashSet<String> = config.tenant.iter().map(|t| t.name.clone()).collect();
-    names.insert("default".to_string());
-    names
+    /// The tenants made over the API and their SMTP logins.
+    pub registry: Arc<crate::tenants::TenantRegistry>,
 }
 
 impl ApiState {
@@ -129,6 +125,10 @@ pub fn router_and_doc(state: Arc<ApiState>) -> (Router, utoipa::openapi::OpenApi
         .routes(routes!(domains::check))
         .routes(routes!(api_keys::list, api_keys::create))
         .routes(routes!(api_keys::delete))
+        .routes(routes!(tenants::list, tenants::create))
+        .routes(routes!(tenants::get, tenants::patch, tenants::delete))
+        .routes(routes!(tenants::list_logins, tenants::create_login))
+        .routes(routes!(tenants::delete_login))
         .route_layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
             auth::require_token,

@@ -249,10 +249,10 @@ impl Delivery {
     ) {
         let wanted = self
             .settings
-            .dsn_by_tenant
-            .get(&envelope.tenant)
-            .copied()
-            .unwrap_or(true);
+            .tenants
+            .as_ref()
+            .and_then(|tenants| tenants.load().tenant(&envelope.tenant))
+            .is_none_or(|tenant| tenant.dsn);
         if !wanted || envelope.sender.is_empty() {
             return;
         }

@@ -73,8 +73,9 @@ pub struct DeliverySettings {
     pub max_messages_in_flight: usize,
     /// How long a connection waits for work (or a rate slot) before it closes.
     pub idle_timeout: Duration,
-    /// Tenants that want DSNs (missing = yes).
-    pub dsn_by_tenant: HashMap<String, bool>,
+    /// The tenants (config and API), asked whether a tenant wants DSNs (unknown = yes); None in
+    /// settings built without a server (tests).
+    pub tenants: Option<crate::smtp::auth::SharedTenants>,
     /// Put hard-bounced recipients on their tenant's suppression list (`suppression.auto_hard_bounce`).
     pub auto_suppress: bool,
 }

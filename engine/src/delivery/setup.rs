@@ -49,11 +49,7 @@ pub fn settings(config: &Config) -> DeliverySettings {
         max_messages_in_flight: delivery.max_messages_in_flight,
         idle_timeout: delivery.connection_idle_timeout.get(),
         auto_suppress: config.suppression.auto_hard_bounce,
-        dsn_by_tenant: config
-            .tenant
-            .iter()
-            .map(|tenant| (tenant.name.clone(), tenant.dsn))
-            .collect(),
+        tenants: None,
     }
 }
 
@@ -98,6 +94,8 @@ pub struct Shared {
     pub driver: Arc<Notify>,
     /// Time of every decision.
     pub clock: SharedClock,
+    /// The tenants (whether one wants DSNs is asked at each bounce: reloads and the API apply).
+    pub tenants: crate::smtp::auth::SharedTenants,
 }
 
 /// The delivery side of a server: resolver, router and driver state.
@@ -105,8 +103,12 @@ pub fn build(config: &Config, shared: Shared) -> Result<Delivery, SetupError> {
     let dns = &config.dns;
     let resolver = Resolver::new(&dns.nameservers, dns.timeout.get(), dns.attempts)?;
     let router = Router::new(resolver, config.delivery.relay_host.clone(), config.delivery.port);
+    let settings = DeliverySettings {
+        tenants: Some(shared.tenants),
+        ..settings(config)
+    };
     Ok(Delivery::new(
-        settings(config),
+        settings,
         shared.spool,
         router,
         shared.scheduler,

@@ -31,6 +31,11 @@ pub struct Tenant {
     pub dkim_missing_key: Option<MissingKeyAction>,
     /// The IP pools its messages may choose with `X-Pool` (its default pool first).
     pub pools: Vec<String>,
+    /// Written into the envelope when a message names no `X-Pool` (tenants made over the API; config
+    /// tenants leave it to the scheduler's settings).
+    pub default_pool: Option<String>,
+    /// Send DSNs to the envelope sender on bounce and expiry (`[[tenant]] dsn`).
+    pub dsn: bool,
 }
 
 impl Tenant {
@@ -42,6 +47,8 @@ impl Tenant {
             list_unsubscribe: false,
             dkim_missing_key: None,
             pools: vec!["default".to_string()],
+            default_pool: None,
+            dsn: true,
         }
     }
 
@@ -71,6 +78,8 @@ pub type SharedTenants = Arc<arc_swap::ArcSwap<TenantDirectory>>;
 pub struct TenantDirectory {
     /// Accounts by SMTP AUTH username.
     accounts: HashMap<String, Account>,
+    /// Every tenant by name (the relay tenant included).
+    by_name: HashMap<String, Arc<Tenant>>,
     /// The tenant of relay_networks clients.
     relay_tenant: Arc<Tenant>,
     /// Hash verified against when the username is unknown, so timing does not reveal valid usernames.
@@ -80,35 +89,73 @@ pub struct TenantDirectory {
 impl TenantDirectory {
     /// Builds the directory from validated config.
     pub fn from_config(config: &Config) -> TenantDirectory {
-        let accounts = config
-            .tenant
-            .iter()
-            .map(|tenant| {
-                let domains = tenant
-                    .sender_domains
-                    .iter()
-                    .map(|d| d.to_ascii_lowercase())
-                    .collect();
+        TenantDirectory::build(config, &[], &[])
+    }
+
+    /// Builds the directory from validated config, the tenants made over the API (a config tenant of
+    /// the same name wins) and the SMTP logins made over the API (`(username, tenant, hash)`).
+    pub fn build(
+        config: &Config,
+        api_tenants: &[Tenant],
+        logins: &[(String, String, String)],
+    ) -> TenantDirectory {
+        let mut by_name: HashMap<String, Arc<Tenant>> = HashMap::new();
+        let relay_tenant = Arc::new(Tenant {
+            pools: config.tenant_pools(RELAY_TENANT).1,
+            ..Tenant::new(RELAY_TENANT, None)
+        });
+        by_name.insert(RELAY_TENANT.to_string(), Arc::clone(&relay_tenant));
+        for tenant in api_tenants {
+            by_name.insert(tenant.name.clone(), Arc::new(tenant.clone()));
+        }
+        let mut accounts = HashMap::new();
+        for tenant in &config.tenant {
+            let domains = tenant
+                .sender_domains
+                .iter()
+                .map(|d| d.to_ascii_lowercase())
+                .collect();
+            let shared = Arc::new(Tenant {
+                list_unsubscribe: tenant.list_unsubscribe,
+                dkim_missing_key: tenant.dkim_missing_key,
+                pools: config.tenant_pools(&tenant.name).1,
+                dsn: tenant.dsn,
+                ..Tenant::new(tenant.name.clone(), Some(domains))
+            });
+            by_name.insert(tenant.name.clone(), Arc::clone(&shared));
+            let account = Account {
+                tenant: shared,
+                password_hash: tenant.password_hash.clone(),
+            };
+            accounts.insert(tenant.username.clone(), account);
+        }
+        for (username, tenant, hash) in logins {
+            if let Some(tenant) = by_name.get(tenant).filter(|t| t.name != RELAY_TENANT)
+                && !accounts.contains_key(username)
+            {
                 let account = Account {
-                    tenant: Arc::new(Tenant {
-                        list_unsubscribe: tenant.list_unsubscribe,
-                        dkim_missing_key: tenant.dkim_missing_key,
-                        pools: config.tenant_pools(&tenant.name).1,
-                        ..Tenant::new(tenant.name.clone(), Some(domains))
-                    }),
-                    password_hash: tenant.password_hash.clone(),
+                    tenant: Arc::clone(tenant),
+                    password_hash: hash.clone(),
                 };
-                (tenant.username.clone(), account)
-            })
-            .collect();
+                accounts.insert(username.clone(), account);
+            }
+        }
         TenantDirectory {
             accounts,
-            relay_tenant: Arc::new(Tenant {
-                pools: config.tenant_pools(RELAY_TENANT).1,
-                ..Tenant::new(RELAY_TENANT, None)
-            }),
+            by_name,
+            relay_tenant,
             decoy_hash: DECOY_HASH.to_string(),
         }
+    }
+
+    /// The tenant named `name`, if there is one.
+    pub fn tenant(&self, name: &str) -> Option<Arc<Tenant>> {
+        self.by_name.get(name).cloned()
+    }
+
+    /// Every tenant's name (the relay tenant `default` included).
+    pub fn names(&self) -> HashSet<String> {
+        self.by_name.keys().cloned().collect()
     }
 
     /// The tenant of clients in relay_networks.

@@ -567,7 +567,7 @@ impl Session {
             Ok(Some(pool)) if !tenant.pools.contains(&pool) => {
                 return Step::Reply(replies::pool_refused(&pool, &tenant.name));
             }
-            Ok(pool) => pool.unwrap_or_default(),
+            Ok(pool) => pool.or_else(|| tenant.default_pool.clone()).unwrap_or_default(),
             Err(headers::BadPool(value)) => return Step::Reply(replies::pool_refused(&value, &tenant.name)),
         };
         // The campaign and pool steer delivery; recipients never see them (nor are they signed).
