@@ -56,6 +56,12 @@ enum Command {
     /// Check a sender domain's DNS (SPF, DKIM, DMARC, MX, PTR of the egress IPs); exit code 1 if a
     /// check fails.
     CheckDomain(CheckDomainArgs),
+    /// Tenants of a running server, over its HTTP API (admin token).
+    Tenant {
+        /// The tenant subcommand.
+        #[command(subcommand)]
+        command: crate::tenant_cli::TenantCommand,
+    },
     /// Admin tokens of the HTTP API.
     Token {
         /// The token subcommand.
@@ -91,6 +97,7 @@ pub fn main() -> ExitCode {
         Command::HashPassword => hash_password(),
         Command::Queue { command } => queue_cli::run(command),
         Command::Dkim { command } => dkim_cli::run(command),
+        Command::Tenant { command } => crate::tenant_cli::run(command),
         Command::Token {
             command: TokenCommand::Create { name },
         } => create_token(&name),

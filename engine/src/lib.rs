@@ -20,6 +20,7 @@ pub mod reload;
 pub mod server;
 pub mod shaping_cli;
 pub mod smtp;
+pub mod tenant_cli;
 pub mod tenants;
 pub mod timefmt;
 pub mod tls;

@@ -129,7 +129,7 @@ pub fn run(command: ApiCommand) -> anyhow::Result<()> {
 }
 
 /// `GET path`, which must answer 200 with JSON; returns the answer and its parsed body.
-async fn get_json(client: &ApiClient, path: &str) -> anyhow::Result<(ApiResponse, Value)> {
+pub(crate) async fn get_json(client: &ApiClient, path: &str) -> anyhow::Result<(ApiResponse, Value)> {
     let response = client.request(Method::GET, path, None).await?;
     if response.status != StatusCode::OK {
         anyhow::bail!(unexpected(client, &response));
@@ -140,7 +140,7 @@ async fn get_json(client: &ApiClient, path: &str) -> anyhow::Result<(ApiResponse
 }
 
 /// The error of an answer with an unexpected status.
-fn unexpected(client: &ApiClient, response: &ApiResponse) -> String {
+pub(crate) fn unexpected(client: &ApiClient, response: &ApiResponse) -> String {
     format!(
         "the API at {} answered {}: {}",
         client.url(),
@@ -150,7 +150,7 @@ fn unexpected(client: &ApiClient, response: &ApiResponse) -> String {
 }
 
 /// Writes a body as received, ending in a newline.
-fn write_raw(out: &mut impl Write, body: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_raw(out: &mut impl Write, body: &[u8]) -> std::io::Result<()> {
     out.write_all(body)?;
     if !body.ends_with(b"\n") {
         out.write_all(b"\n")?;

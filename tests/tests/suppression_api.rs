@@ -452,3 +452,92 @@ async fn one_click_bodies_and_escaping() {
     );
     server.task.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_import_counts_each_line_and_export_gives_the_list_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let api = server.api;
+    let (status, _) = call(
+        api,
+        "PUT",
+        "/v1/tenants/acme/suppressions/old@x.example",
+        r#"{"reason":"manual"}"#,
+    )
+    .await;
+    assert_eq!(status, 201);
+    let csv = "address,reason\r\n\
+               new@x.example,complaint\r\n\
+               OLD@x.example,hard_bounce\r\n\
+               \"quoted@x.example\",\r\n\
+               not-an-address,manual\r\n\
+               bad@x.example,bored\r\n\
+               new@x.example,complaint\r\n\
+               a@x.example,manual,extra\r\n";
+    let answer = http_exchange(
+        api,
+        Some(TEST_ADMIN_TOKEN),
+        "POST",
+        "/v1/tenants/acme/suppressions/import",
+        Some("text/csv"),
+        csv.as_bytes(),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let counts = answer.json();
+    assert_eq!(
+        (&counts["added"], &counts["updated"], &counts["unchanged"]),
+        (&json!(2), &json!(1), &json!(1)),
+        "{counts}"
+    );
+    let lines: Vec<u64> = counts["invalid"]
+        .as_array()
+        .expect("invalid")
+        .iter()
+        .filter_map(|entry| entry["line"].as_u64())
+        .collect();
+    assert_eq!(lines, [5, 6, 8], "{counts}");
+
+    let export = http_exchange(
+        api,
+        Some(TEST_ADMIN_TOKEN),
+        "GET",
+        "/v1/tenants/acme/suppressions/export",
+        None,
+        b"",
+    )
+    .await;
+    assert_eq!(export.status, 200);
+    assert!(
+        export
+            .header("content-type")
+            .is_some_and(|ct| ct.starts_with("text/csv"))
+    );
+    let rows: Vec<(String, String)> = export
+        .body
+        .lines()
+        .skip(1)
+        .map(|line| {
+            let fields: Vec<&str> = line.split(',').collect();
+            (fields[0].to_string(), fields[1].to_string())
+        })
+        .collect();
+    assert_eq!(
+        export.body.lines().next(),
+        Some("address,reason,added_at,campaign")
+    );
+    assert_eq!(
+        rows,
+        [
+            ("new@x.example".to_string(), "complaint".to_string()),
+            ("old@x.example".to_string(), "hard_bounce".to_string()),
+            ("quoted@x.example".to_string(), "manual".to_string()),
+        ]
+    );
+    server.stop().await.expect("clean stop");
+    assert_eq!(
+        logged(dir.path(), "suppression_added").len(),
+        3,
+        "the PUT and two imported"
+    );
+}

@@ -257,3 +257,64 @@ async fn config_tenants_are_not_changed_here_and_bad_bodies_name_the_field() {
     assert_eq!(admin(api, "PATCH", "/v1/tenants/nobody", json!({})).await.0, 404);
     server.stop().await.expect("stops");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tenant_commands_create_list_and_delete_over_the_api() {
+    const EXE: &str = env!("CARGO_BIN_EXE_penguin-mta-e2e");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(config(dir.path())).await;
+    let url = format!("http://{}", server.api);
+    let run = |args: Vec<String>| {
+        let url = url.clone();
+        async move {
+            let mut all = args;
+            all.extend([
+                "--api".to_string(),
+                url,
+                "--token".to_string(),
+                TEST_ADMIN_TOKEN.to_string(),
+            ]);
+            let args: Vec<&str> = all.iter().map(String::as_str).collect();
+            penguin_tests::binary::run_cli(EXE, &args, None).await
+        }
+    };
+    let words = |text: &str| text.split(' ').map(str::to_string).collect::<Vec<_>>();
+
+    let made = run(words(
+        "tenant create hooli --sender-domain hooli.example --sender-domain Hooli.Example.Net",
+    ))
+    .await;
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let made: Value = serde_json::from_slice(&made.stdout).expect("JSON");
+    assert_eq!(
+        made["sender_domains"],
+        json!(["hooli.example", "hooli.example.net"])
+    );
+    assert_eq!(made["source"], "api");
+
+    let table = run(words("tenant list")).await;
+    let table = String::from_utf8_lossy(&table.stdout).into_owned();
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows[0][..2], ["acme", "config"], "{table}");
+    assert_eq!(
+        rows[1],
+        ["hooli", "api", "hooli.example", "hooli.example.net"],
+        "{table}"
+    );
+    let listed = run(words("tenant list --json")).await;
+    let listed: Value = serde_json::from_slice(&listed.stdout).expect("JSON");
+    assert_eq!(listed["tenants"].as_array().map(Vec::len), Some(2));
+
+    let refused = run(words("tenant delete acme")).await;
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("config file"));
+    assert!(run(words("tenant delete hooli")).await.status.success());
+    let again = run(words("tenant delete hooli")).await;
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("unknown tenant"));
+    server.stop().await.expect("stops");
+}

@@ -4,8 +4,9 @@
 //!   `api.metrics_require_token`), and the control API under `/v1`, every route behind a bearer
 //!   token (`auth.rs`): admin tokens reach everything, tenant API keys their own tenant. JSON in and
 //!   out; errors `{"error": {"code", "message", "field"}}` (`error.rs`). One file per resource:
-//!   `suppressions.rs`, `domains.rs`, `api_keys.rs`, `shaping.rs` (ready queues and suspensions);
-//!   `POST /v1/reload` here.
+//!   `tenants.rs` (tenants, SMTP credentials), `suppressions.rs` + `suppression_files.rs` (CSV),
+//!   `domains.rs`, `api_keys.rs`, `shaping.rs` (ready queues and suspensions); `GET /v1/openapi.json`
+//!   and `POST /v1/reload` here.
 //! - The public listener (`[public] listen`, `public.rs`): one-click unsubscribe `/u/{token}` and
 //!   `/healthz`, nothing else.
 
@@ -28,6 +29,7 @@ pub mod error;
 mod health;
 pub mod public;
 mod shaping;
+mod suppression_files;
 mod suppressions;
 mod tenants;
 
@@ -122,6 +124,8 @@ pub fn router_and_doc(state: Arc<ApiState>) -> (Router, utoipa::openapi::OpenApi
             suppressions::put_suppression,
             suppressions::delete_suppression
         ))
+        .routes(routes!(suppression_files::import))
+        .routes(routes!(suppression_files::export))
         .routes(routes!(domains::check))
         .routes(routes!(api_keys::list, api_keys::create))
         .routes(routes!(api_keys::delete))

@@ -37,7 +37,7 @@ fn not_listed(tenant: &str, address: &str) -> ApiError {
 
 /// 400 unless `address` looks like an email address: `local@domain`, both parts non-empty, at most
 /// 320 octets, no whitespace or control characters.
-fn check_address(address: &str) -> Result<(), ApiError> {
+pub(super) fn check_address(address: &str) -> Result<(), ApiError> {
     let bad = |why: &str| Err(ApiError::field("address", format!("address {address:?}: {why}")));
     if address.len() > MAX_ADDRESS {
         return bad(&format!("longer than {MAX_ADDRESS} octets"));
