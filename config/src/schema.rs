@@ -248,6 +248,10 @@ pub struct TenantConfig {
     /// `"N/d"`. Default: no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_message_rate: Option<crate::rate::MessageRate>,
+    /// Most recipients this tenant may have accepted per UTC day (SMTP and HTTP together); past it,
+    /// MAIL FROM gets `452 4.7.1` naming the quota until midnight UTC. Default: no quota.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daily_quota: Option<u64>,
 }
 
 /// Serde default for flags that are on unless turned off.
@@ -269,6 +273,7 @@ impl fmt::Debug for TenantConfig {
             .field("pool", &self.pool)
             .field("pools", &self.pools)
             .field("max_message_rate", &self.max_message_rate)
+            .field("daily_quota", &self.daily_quota)
             .finish()
     }
 }

@@ -123,6 +123,7 @@ fn embedded_default_mentions_every_field() {
         pool: Some("warm".into()),
         pools: vec!["default".into()],
         max_message_rate: Some(MessageRate::per_min(100)),
+        daily_quota: None,
     });
     add_every_shaping_field(&mut config);
     config.delivery.relay_host = Some("127.0.0.1:2526".parse().expect("relay host"));

@@ -56,6 +56,12 @@ enum Command {
     /// Check a sender domain's DNS (SPF, DKIM, DMARC, MX, PTR of the egress IPs); exit code 1 if a
     /// check fails.
     CheckDomain(CheckDomainArgs),
+    /// Campaigns of a tenant on a running server, over its HTTP API: list, pause, resume, cancel.
+    Campaign {
+        /// The campaign subcommand.
+        #[command(subcommand)]
+        command: crate::campaign_cli::CampaignCommand,
+    },
     /// Tenants of a running server, over its HTTP API (admin token).
     Tenant {
         /// The tenant subcommand.
@@ -98,6 +104,7 @@ pub fn main() -> ExitCode {
         Command::Queue { command } => queue_cli::run(command),
         Command::Dkim { command } => dkim_cli::run(command),
         Command::Tenant { command } => crate::tenant_cli::run(command),
+        Command::Campaign { command } => crate::campaign_cli::run(command),
         Command::Token {
             command: TokenCommand::Create { name },
         } => create_token(&name),

@@ -79,6 +79,9 @@ pub enum EventKind {
     Suspended,
     /// Sending resumed for a scope (`scope`; `reason`: `expired` or `deleted`).
     Resumed,
+    /// A queued recipient was removed without delivery (final, no DSN; `reason`: `campaign_cancelled`
+    /// or `message_deleted`).
+    Cancelled,
 }
 
 impl EventKind {
@@ -97,6 +100,7 @@ impl EventKind {
             EventKind::ShapingAdjusted => "shaping_adjusted",
             EventKind::Suspended => "suspended",
             EventKind::Resumed => "resumed",
+            EventKind::Cancelled => "cancelled",
         }
     }
 }

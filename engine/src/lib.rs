@@ -6,6 +6,8 @@
 
 pub mod api;
 pub mod api_client;
+pub mod campaign_cli;
+pub mod campaigns;
 pub mod check_domain;
 pub mod cli;
 pub mod clock;
@@ -25,5 +27,6 @@ pub mod tenants;
 pub mod timefmt;
 pub mod tls;
 pub mod unsubscribe;
+pub mod usage;
 
 pub use server::{Listeners, ServeError, serve, serve_with_reload};

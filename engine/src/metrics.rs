@@ -337,7 +337,8 @@ impl Metrics {
             | EventKind::DkimUnsigned
             | EventKind::ShapingAdjusted
             | EventKind::Suspended
-            | EventKind::Resumed => None,
+            | EventKind::Resumed
+            | EventKind::Cancelled => None,
         }
     }
 }

@@ -68,6 +68,7 @@ fn state_name(state: &RecipientState) -> &'static str {
         RecipientState::Delivered => "delivered",
         RecipientState::Bounced => "bounced",
         RecipientState::Expired => "expired",
+        RecipientState::Cancelled => "cancelled",
     }
 }
 

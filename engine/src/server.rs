@@ -106,15 +106,37 @@ impl Listeners {
     }
 }
 
-impl SpoolGauge for Spool {
+/// What SMTP reception asks of the spool and delivery: free space, suppression, usage, campaigns.
+struct ReceptionGauge {
+    /// The spool.
+    spool: Arc<Spool>,
+    /// Today, for the daily quota.
+    clock: SharedClock,
+    /// Cancelled campaigns.
+    cancellations: Arc<delivery::Cancellations>,
+}
+
+impl SpoolGauge for ReceptionGauge {
     fn has_free_space(&self) -> bool {
-        Spool::has_free_space(self)
+        self.spool.has_free_space()
     }
 
     fn suppression_reason(&self, tenant: &str, address: &str) -> Result<Option<&'static str>, String> {
-        self.suppression(tenant, address)
+        self.spool
+            .suppression(tenant, address)
             .map(|entry| entry.map(|entry| entry.reason.as_str()))
             .map_err(|error| error.to_string())
+    }
+
+    fn accepted_today(&self, tenant: &str) -> Result<u64, String> {
+        let today = crate::usage::utc_date(self.clock.now_ms());
+        crate::usage::accepted_on(&self.spool, tenant, today)
+            .map(|n| u64::try_from(n).unwrap_or(0))
+            .map_err(|error| error.to_string())
+    }
+
+    fn campaign_cancelled(&self, tenant: &str, campaign: &str) -> bool {
+        self.cancellations.campaign_cancelled(tenant, campaign)
     }
 }
 
@@ -187,6 +209,17 @@ pub async fn serve_with_clock(
         Arc::clone(&clock),
     )?;
     let in_flight = delivery.in_flight();
+    let campaigns = crate::campaigns::Campaigns::new(
+        Arc::clone(&spool),
+        Arc::clone(&shaping.scheduler),
+        delivery.cancellations(),
+        Arc::clone(&wakeup),
+        Arc::clone(&clock),
+    );
+    let loaded = campaigns.load()?;
+    if loaded > 0 {
+        tracing::info!(campaigns = loaded, "campaign states in force");
+    }
     let reloader = Arc::new(Reloader::new(
         config_path.clone(),
         Arc::clone(&running),
@@ -205,6 +238,7 @@ pub async fn serve_with_clock(
         config: running,
         config_path,
         shaping,
+        campaigns,
         auth: api::Authenticator::new(api::api_keys::ApiKeys::load(Arc::clone(&spool))?, &config),
     };
     let services = ReceptionServices {
@@ -213,6 +247,7 @@ pub async fn serve_with_clock(
         finisher,
         tenants,
         clock: Arc::clone(&clock),
+        cancellations: delivery.cancellations(),
     };
     let smtp = smtp_server(&config, acceptor, &spool, &metrics, services);
     let (stop, stopped) = watch::channel(false);
@@ -435,6 +470,8 @@ struct ReceptionServices {
     tenants: SharedTenants,
     /// The time of acceptance.
     clock: SharedClock,
+    /// Cancelled campaigns (their new mail is refused).
+    cancellations: Arc<delivery::Cancellations>,
 }
 
 /// Builds the SMTP server from config.
@@ -451,6 +488,7 @@ fn smtp_server(
         finisher,
         tenants,
         clock,
+        cancellations,
     } = services;
     let smtp = &config.smtp;
     let rule = AuthThrottleRule {
@@ -467,7 +505,11 @@ fn smtp_server(
             tls_available: tls.is_some(),
         },
         ids: IdGenerator::new(),
-        gauge: Arc::clone(spool) as Arc<dyn SpoolGauge>,
+        gauge: Arc::new(ReceptionGauge {
+            spool: Arc::clone(spool),
+            clock: Arc::clone(&clock),
+            cancellations,
+        }) as Arc<dyn SpoolGauge>,
     });
     let context = Arc::new(ConnectionContext {
         tenants,

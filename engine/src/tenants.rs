@@ -41,6 +41,9 @@ pub struct ApiTenant {
     /// `["default"]`; each must be a configured pool (or `default`).
     #[serde(default)]
     pub pools: Vec<String>,
+    /// Most recipients accepted per UTC day; past it MAIL gets `452 4.7.1`. Default none.
+    #[serde(default)]
+    pub daily_quota: Option<u64>,
     /// When it was made (RFC 3339; set by the server, a value sent is ignored).
     #[serde(default)]
     pub created: String,
@@ -341,6 +344,7 @@ fn directory_tenant(tenant: &ApiTenant) -> Tenant {
         pools: tenant.pools.clone(),
         default_pool: tenant.pools.first().cloned(),
         dsn: tenant.dsn,
+        daily_quota: tenant.daily_quota,
         ..Tenant::new(
             tenant.name.clone(),
             Some(tenant.sender_domains.iter().cloned().collect()),

@@ -6,7 +6,7 @@
 //! u8 version (1) | u8 flags (bit 0 smtputf8, bit 1 eight_bit, bit 2 pool) | varint size
 //! | varint received_at_ms | varint next_attempt_at_ms | string tenant | string campaign
 //! | [string pool, only with flag bit 2] | string sender | varint recipient count
-//! | per recipient: string address, u8 state (0 queued, 1 delivered, 2 bounced, 3 expired), varint attempts
+//! | per recipient: string address, u8 state (0 queued, 1 delivered, 2 bounced, 3 expired, 4 cancelled), varint attempts
 //! ```
 //!
 //! The pool field came later: a flag bit says it is there, so records written before it decode
@@ -190,6 +190,7 @@ fn state_byte(state: &RecipientState) -> u8 {
         RecipientState::Delivered => 1,
         RecipientState::Bounced => 2,
         RecipientState::Expired => 3,
+        RecipientState::Cancelled => 4,
     }
 }
 
@@ -313,6 +314,7 @@ impl<'a> Reader<'a> {
             1 => Ok(RecipientState::Delivered),
             2 => Ok(RecipientState::Bounced),
             3 => Ok(RecipientState::Expired),
+            4 => Ok(RecipientState::Cancelled),
             other => Err(DecodeError::InvalidState(other)),
         }
     }

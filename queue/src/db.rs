@@ -23,8 +23,21 @@ pub(crate) const CF_META: &str = "meta";
 /// Column family of the engine's control state: records made at run time through the API (operator
 /// suspensions today), keyed by kind and id (see [`crate::control`]).
 pub(crate) const CF_CONTROL: &str = "control";
+/// Column family of counters (usage per tenant and day, campaign outcomes): i64 totals maintained by a
+/// merge operator (see [`crate::counters`]).
+pub(crate) const CF_COUNTERS: &str = "counters";
+/// Column family of the attempt history of queued messages (see [`crate::history`]).
+pub(crate) const CF_HISTORY: &str = "history";
 /// Every column family, in the order they are opened; all are flushed at close.
-pub(crate) const ALL_CFS: [&str; 5] = [CF_ENVELOPES, CF_BODIES, CF_SUPPRESSIONS, CF_META, CF_CONTROL];
+pub(crate) const ALL_CFS: [&str; 7] = [
+    CF_ENVELOPES,
+    CF_BODIES,
+    CF_SUPPRESSIONS,
+    CF_META,
+    CF_CONTROL,
+    CF_COUNTERS,
+    CF_HISTORY,
+];
 
 const MIB: usize = 1024 * 1024;
 /// Memtable size per column family.
@@ -71,6 +84,20 @@ fn cf_options(cache: &Cache, bodies: bool) -> Options {
     opts
 }
 
+/// Options of the counters column family: the adding merge operator.
+fn counter_options(cache: &Cache) -> Options {
+    let mut opts = cf_options(cache, false);
+    opts.set_merge_operator_associative("penguin_add_i64", crate::counters::merge_add);
+    opts
+}
+
+/// Options of the history column family: the appending merge operator.
+fn history_options(cache: &Cache) -> Options {
+    let mut opts = cf_options(cache, false);
+    opts.set_merge_operator_associative("penguin_append_lines", crate::history::merge_append);
+    opts
+}
+
 fn descriptors() -> Vec<ColumnFamilyDescriptor> {
     let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
     vec![
@@ -79,6 +106,8 @@ fn descriptors() -> Vec<ColumnFamilyDescriptor> {
         ColumnFamilyDescriptor::new(CF_SUPPRESSIONS, cf_options(&cache, false)),
         ColumnFamilyDescriptor::new(CF_META, cf_options(&cache, false)),
         ColumnFamilyDescriptor::new(CF_CONTROL, cf_options(&cache, false)),
+        ColumnFamilyDescriptor::new(CF_COUNTERS, counter_options(&cache)),
+        ColumnFamilyDescriptor::new(CF_HISTORY, history_options(&cache)),
     ]
 }
 

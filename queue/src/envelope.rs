@@ -18,6 +18,9 @@ pub enum RecipientState {
     Bounced,
     /// Retried until the maximum age without success.
     Expired,
+    /// Removed by the operator or the tenant (campaign cancelled, message deleted) before delivery;
+    /// no DSN.
+    Cancelled,
 }
 
 /// One recipient of a message and its delivery state.

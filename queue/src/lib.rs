@@ -18,9 +18,11 @@
 
 pub mod codec;
 mod control;
+mod counters;
 mod db;
 mod envelope;
 mod error;
+mod history;
 mod id;
 mod index;
 mod reader;
@@ -30,11 +32,12 @@ mod suppression;
 mod writer;
 
 pub use codec::DecodeError;
+pub use counters::Counts;
 pub use envelope::{Envelope, NewMessage, QueueSummary, Recipient, RecipientState};
 pub use error::SpoolError;
 pub use id::{IdGenerator, MessageId, ParseIdError};
 pub use index::{DueEntry, QueueKey, ScheduleIndex};
 pub use reader::{SpoolReader, raw_scan};
 pub use recovery::RecoveryReport;
-pub use spool::{CommitObserver, CommitStats, Spool, SpoolOptions};
+pub use spool::{CommitObserver, CommitStats, Spool, SpoolOptions, UpdateExtras};
 pub use suppression::{ParseReasonError, SuppressionEntry, SuppressionReason};

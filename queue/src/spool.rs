@@ -11,12 +11,14 @@ use rocksdb::DB;
 use tokio::sync::oneshot;
 
 use crate::codec;
+use crate::counters::Counts;
 use crate::db;
 use crate::envelope::{Envelope, NewMessage};
 use crate::error::SpoolError;
 use crate::id::MessageId;
 use crate::index::ScheduleIndex;
 use crate::recovery::{RecoveryReport, recover};
+pub use crate::writer::UpdateExtras;
 use crate::writer::{Ack, Counters, Insertion, Op, Outcome, Request, Schedule, Writer};
 
 /// Told about every committed batch, on the writer thread, after the sync and before the acks. Keep it
@@ -165,15 +167,27 @@ impl Spool {
     /// either all or none of them are stored. Resolves once the batch is durable and the messages are
     /// indexed. An empty list resolves at once.
     pub async fn enqueue_all(&self, messages: Vec<NewMessage>) -> Result<(), SpoolError> {
-        let mut messages = messages;
-        if messages.len() <= 1 {
-            return match messages.pop() {
-                Some(message) => self.enqueue(message).await,
-                None => Ok(()),
-            };
-        }
-        let insertions = messages.into_iter().map(insertion).collect();
-        self.submit_async(Op::InsertAll(insertions)).await.map(|_| ())
+        self.enqueue_all_counted(messages, Counts::new()).await
+    }
+
+    /// [`Spool::enqueue_all`] with counter increments written in the same synced batch (the
+    /// reception's usage counts: stored if and only if the messages are).
+    pub async fn enqueue_all_counted(
+        &self,
+        messages: Vec<NewMessage>,
+        counts: Counts,
+    ) -> Result<(), SpoolError> {
+        let mut insertions: Vec<Insertion> = messages.into_iter().map(insertion).collect();
+        let Some(first) = insertions.first_mut() else {
+            return Ok(());
+        };
+        first.counts = counts;
+        let op = if insertions.len() == 1 {
+            Op::Insert(insertions.remove(0))
+        } else {
+            Op::InsertAll(insertions)
+        };
+        self.submit_async(op).await.map(|_| ())
     }
 
     /// [`Spool::enqueue`] for threads that are not async tasks: blocks until the message is durable.
@@ -194,11 +208,24 @@ impl Spool {
     /// `enqueue` but not fsynced on its own (the next synced batch carries it): a power loss may bring
     /// the previous envelope back, which means a retry, never a loss.
     pub async fn update_envelope(&self, id: MessageId, envelope: &Envelope) -> Result<bool, SpoolError> {
+        self.update_envelope_with(id, envelope, UpdateExtras::default())
+            .await
+    }
+
+    /// [`Spool::update_envelope`] with counter increments and attempt records written in the same
+    /// batch (only if the message still exists; a finished message's history is deleted with it).
+    pub async fn update_envelope_with(
+        &self,
+        id: MessageId,
+        envelope: &Envelope,
+        extras: UpdateExtras,
+    ) -> Result<bool, SpoolError> {
         let op = Op::Update {
             id,
             envelope: codec::encode(envelope),
             schedule: schedule_of(envelope),
             progress: false,
+            extras,
         };
         self.submit_async(op).await
     }
@@ -209,11 +236,23 @@ impl Spool {
     /// [`Spool::update_envelope`] — and the message is never deleted here. Batched, not fsynced on its
     /// own, like `update_envelope`. Returns false, writing nothing, if the message does not exist.
     pub async fn save_progress(&self, id: MessageId, envelope: &Envelope) -> Result<bool, SpoolError> {
+        self.save_progress_with(id, envelope, UpdateExtras::default())
+            .await
+    }
+
+    /// [`Spool::save_progress`] with counter increments and attempt records in the same batch.
+    pub async fn save_progress_with(
+        &self,
+        id: MessageId,
+        envelope: &Envelope,
+        extras: UpdateExtras,
+    ) -> Result<bool, SpoolError> {
         let op = Op::Update {
             id,
             envelope: codec::encode(envelope),
             schedule: None,
             progress: true,
+            extras,
         };
         self.submit_async(op).await
     }
@@ -260,6 +299,23 @@ impl Spool {
     /// Reads a message's envelope.
     pub fn read_envelope(&self, id: MessageId) -> Result<Option<Envelope>, SpoolError> {
         db::get_envelope(&self.db, id)
+    }
+
+    /// Counts of the queued recipients of every stored message (of `tenant` only when given): a scan of
+    /// the envelopes, for the API's queue summary. Undecodable records are skipped.
+    pub fn summary(&self, tenant: Option<&str>) -> Result<crate::QueueSummary, SpoolError> {
+        let mut summary = crate::QueueSummary::default();
+        let envelopes = db::cf(&self.db, db::CF_ENVELOPES)?;
+        for item in self.db.iterator_cf(envelopes, rocksdb::IteratorMode::Start) {
+            let (_, value) = item.map_err(SpoolError::from_rocksdb)?;
+            let Ok(envelope) = codec::decode(&value) else {
+                continue;
+            };
+            if tenant.is_none_or(|t| t == envelope.tenant) {
+                summary.add(&envelope);
+            }
+        }
+        Ok(summary)
     }
 
     /// Reads a message's body.
@@ -384,5 +440,6 @@ fn insertion(message: NewMessage) -> Insertion {
         envelope,
         body: message.body,
         schedule: schedule_of(&message.envelope),
+        counts: Counts::new(),
     }
 }

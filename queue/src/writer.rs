@@ -16,8 +16,10 @@ use crossbeam_channel::Receiver;
 use rocksdb::{AsColumnFamilyRef, DB, WriteBatch, WriteOptions};
 use tokio::sync::oneshot;
 
-use crate::db::{CF_BODIES, CF_ENVELOPES, cf};
+use crate::counters::Counts;
+use crate::db::{CF_BODIES, CF_COUNTERS, CF_ENVELOPES, CF_HISTORY, cf};
 use crate::error::SpoolError;
+use crate::history;
 use crate::id::MessageId;
 use crate::index::ScheduleIndex;
 use crate::spool::{CommitObserver, CommitStats};
@@ -42,12 +44,24 @@ pub(crate) struct Insertion {
     pub(crate) body: Vec<u8>,
     /// `None` when no recipient is queued.
     pub(crate) schedule: Option<Schedule>,
+    /// Counter increments written with it (its reception in the usage counts).
+    pub(crate) counts: Counts,
+}
+
+/// What an envelope update writes besides the envelope, in the same batch.
+#[derive(Debug, Default)]
+pub struct UpdateExtras {
+    /// Counter increments (the outcomes it records).
+    pub counts: Counts,
+    /// Attempt records of the message (each without a newline); not written when the update
+    /// finishes the message.
+    pub history: Vec<Vec<u8>>,
 }
 
 impl Insertion {
     /// Bytes it adds to a batch (values plus keys).
     fn bytes(&self) -> usize {
-        self.envelope.len() + self.body.len() + 24
+        self.envelope.len() + self.body.len() + 24 + self.counts.bytes()
     }
 
     /// Adds body and envelope to `write_batch` (the same batch: a message is never half stored).
@@ -77,6 +91,8 @@ pub(crate) enum Op {
         /// Progress of a message still being delivered: store the envelope, leave the index alone (the
         /// message is not due again until its delivery round ends) and never delete.
         progress: bool,
+        /// Counts and attempt records written with it (only if the message still exists).
+        extras: UpdateExtras,
     },
     /// Delete a message (envelope and body).
     Delete {
@@ -108,7 +124,12 @@ impl Op {
     fn bytes(&self) -> usize {
         match self {
             Op::Insert(insertion) => insertion.bytes(),
-            Op::Update { envelope, .. } => envelope.len() + 12,
+            Op::Update { envelope, extras, .. } => {
+                envelope.len()
+                    + 12
+                    + extras.counts.bytes()
+                    + extras.history.iter().map(|h| h.len() + 12).sum::<usize>()
+            }
             Op::Delete { .. } => 24,
             Op::InsertAll(insertions) => insertions.iter().map(Insertion::bytes).sum(),
         }
@@ -288,6 +309,8 @@ impl Writer {
     fn build(&self, batch: &[Request]) -> Result<(WriteBatch, Vec<Outcome>), SpoolError> {
         let envelopes = cf(&self.db, CF_ENVELOPES)?;
         let bodies = cf(&self.db, CF_BODIES)?;
+        let counters = cf(&self.db, CF_COUNTERS)?;
+        let histories = cf(&self.db, CF_HISTORY)?;
         let mut write_batch = WriteBatch::default();
         let mut outcomes = Vec::with_capacity(batch.len());
         // Whether a message exists after the requests of this batch seen so far.
@@ -296,6 +319,7 @@ impl Writer {
             match &request.op {
                 Op::Insert(insertion) => {
                     insertion.put(&mut write_batch, bodies, envelopes);
+                    insertion.counts.put(&mut write_batch, counters);
                     exists.insert(insertion.id, true);
                     outcomes.push(Ok(true));
                 }
@@ -304,6 +328,7 @@ impl Writer {
                     envelope,
                     schedule,
                     progress,
+                    extras,
                 } => {
                     let present = match exists.get(id) {
                         Some(&present) => Ok(present),
@@ -316,11 +341,15 @@ impl Writer {
                         Ok(false) => outcomes.push(Ok(false)),
                         Ok(true) if schedule.is_some() || *progress => {
                             write_batch.put_cf(envelopes, id.as_bytes(), envelope);
+                            extras.counts.put(&mut write_batch, counters);
+                            history::append(&mut write_batch, histories, *id, &extras.history);
                             outcomes.push(Ok(true));
                         }
                         Ok(true) => {
                             write_batch.delete_cf(envelopes, id.as_bytes());
                             write_batch.delete_cf(bodies, id.as_bytes());
+                            history::delete(&mut write_batch, histories, *id);
+                            extras.counts.put(&mut write_batch, counters);
                             exists.insert(*id, false);
                             outcomes.push(Ok(true));
                         }
@@ -330,12 +359,14 @@ impl Writer {
                 Op::Delete { id } => {
                     write_batch.delete_cf(envelopes, id.as_bytes());
                     write_batch.delete_cf(bodies, id.as_bytes());
+                    history::delete(&mut write_batch, histories, *id);
                     exists.insert(*id, false);
                     outcomes.push(Ok(true));
                 }
                 Op::InsertAll(insertions) => {
                     for insertion in insertions {
                         insertion.put(&mut write_batch, bodies, envelopes);
+                        insertion.counts.put(&mut write_batch, counters);
                         exists.insert(insertion.id, true);
                     }
                     outcomes.push(Ok(true));

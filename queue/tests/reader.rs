@@ -83,7 +83,15 @@ async fn a_corrupt_envelope_is_reported_not_fatal() {
     spool.close().expect("close");
     {
         // Damage one envelope behind the spool's back.
-        let cfs = ["envelopes", "bodies", "suppressions", "meta", "control"];
+        let cfs = [
+            "envelopes",
+            "bodies",
+            "suppressions",
+            "meta",
+            "control",
+            "counters",
+            "history",
+        ];
         let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), dir.path(), cfs).expect("raw open");
         let envelopes = db.cf_handle("envelopes").expect("cf");
         db.put_cf(envelopes, all[1].as_bytes(), [1u8, 0xff]).expect("put");

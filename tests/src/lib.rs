@@ -102,6 +102,7 @@ impl TestTenant {
             pool: None,
             pools: Vec::new(),
             max_message_rate: None,
+            daily_quota: None,
         }
     }
 

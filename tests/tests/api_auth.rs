@@ -39,6 +39,21 @@ async fn new_key(api: SocketAddr, tenant: &str) -> (String, String) {
     (body["id"].as_str().expect("id").to_string(), key)
 }
 
+/// Queues a message of acme (delivery is paused in the test config: it stays); returns its id.
+async fn acme_message(server: &TestServer) -> String {
+    let mut client = server.connect().await;
+    client.ehlo().await;
+    let auth = client.cmd(&format!("AUTH PLAIN {}", ACME.plain_response())).await;
+    assert_eq!(auth.code, 235, "{auth:?}");
+    let content = simple_message("a@acme.example", "r@x.example", "held");
+    let reply = client
+        .send_message("a@acme.example", &["r@x.example"], &content)
+        .await;
+    reply
+        .queued_id()
+        .unwrap_or_else(|| panic!("not queued: {reply:?}"))
+}
+
 /// Every route of the API listener, as the OpenAPI document must list them (method, path template).
 const ROUTES: &[(&str, &str)] = &[
     ("GET", "/healthz"),
@@ -54,6 +69,9 @@ const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/v1/tenants/{tenant}/suppressions/{address}"),
     ("DELETE", "/v1/tenants/{tenant}/suppressions/{address}"),
     ("GET", "/v1/tenants/{tenant}/domains/{domain}/check"),
+    ("GET", "/v1/tenants/{tenant}/domains"),
+    ("POST", "/v1/tenants/{tenant}/domains"),
+    ("DELETE", "/v1/tenants/{tenant}/domains/{domain}"),
     ("GET", "/v1/tenants/{tenant}/api-keys"),
     ("POST", "/v1/tenants/{tenant}/api-keys"),
     ("DELETE", "/v1/tenants/{tenant}/api-keys/{id}"),
@@ -67,6 +85,16 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/tenants/{tenant}/smtp-credentials"),
     ("POST", "/v1/tenants/{tenant}/smtp-credentials"),
     ("DELETE", "/v1/tenants/{tenant}/smtp-credentials/{username}"),
+    ("GET", "/v1/tenants/{tenant}/usage"),
+    ("GET", "/v1/tenants/{tenant}/campaigns"),
+    ("GET", "/v1/tenants/{tenant}/campaigns/{campaign}"),
+    ("POST", "/v1/tenants/{tenant}/campaigns/{campaign}/pause"),
+    ("POST", "/v1/tenants/{tenant}/campaigns/{campaign}/resume"),
+    ("POST", "/v1/tenants/{tenant}/campaigns/{campaign}/cancel"),
+    ("GET", "/v1/queue/summary"),
+    ("GET", "/v1/messages/{id}"),
+    ("POST", "/v1/messages/{id}/retry"),
+    ("DELETE", "/v1/messages/{id}"),
 ];
 
 /// Who calls, and what each expects from one route (None: not checked for that caller).
@@ -81,7 +109,7 @@ struct Case {
 }
 
 /// The routes, with acme's key as "own" and globex's as "other". `who` makes per-caller paths.
-fn cases(who: &str, domain_suspension: &str, spare_key: &str) -> Vec<Case> {
+fn cases(who: &str, domain_suspension: &str, spare_key: &str, message: &str) -> Vec<Case> {
     let case = |method, path: &str, body: &str, admin, own, other| Case {
         route: route_of(method, path),
         method,
@@ -113,6 +141,23 @@ fn cases(who: &str, domain_suspension: &str, spare_key: &str) -> Vec<Case> {
             "",
             None,
             None,
+            404,
+        ),
+        case("GET", "/v1/tenants/acme/domains", "", Some(200), Some(200), 404),
+        case(
+            "POST",
+            "/v1/tenants/acme/domains",
+            r#"{"domain":"acme.example"}"#,
+            Some(409),
+            Some(409),
+            404,
+        ),
+        case(
+            "DELETE",
+            "/v1/tenants/acme/domains/acme.example",
+            "",
+            Some(409),
+            Some(409),
             404,
         ),
         case("GET", "/v1/suspensions", "", Some(200), Some(200), 200),
@@ -208,6 +253,72 @@ fn cases(who: &str, domain_suspension: &str, spare_key: &str) -> Vec<Case> {
             Some(204),
             404,
         ),
+        case(
+            "GET",
+            "/v1/tenants/acme/usage?from=2026-01-01",
+            "",
+            Some(200),
+            Some(200),
+            404,
+        ),
+        case(
+            "POST",
+            "/v1/tenants/acme/campaigns/c1/pause",
+            "",
+            Some(200),
+            Some(200),
+            404,
+        ),
+        case(
+            "GET",
+            "/v1/tenants/acme/campaigns/c1",
+            "",
+            Some(200),
+            Some(200),
+            404,
+        ),
+        case("GET", "/v1/tenants/acme/campaigns", "", Some(200), Some(200), 404),
+        case(
+            "POST",
+            "/v1/tenants/acme/campaigns/c1/resume",
+            "",
+            Some(200),
+            Some(200),
+            404,
+        ),
+        case(
+            "POST",
+            &format!("/v1/tenants/acme/campaigns/gone-{who}/cancel"),
+            "",
+            Some(200),
+            Some(200),
+            404,
+        ),
+        case("GET", "/v1/queue/summary", "", Some(200), Some(200), 200),
+        case(
+            "GET",
+            &format!("/v1/messages/{message}"),
+            "",
+            Some(200),
+            Some(200),
+            404,
+        ),
+        case(
+            "POST",
+            &format!("/v1/messages/{message}/retry"),
+            "",
+            Some(202),
+            Some(202),
+            404,
+        ),
+        case(
+            "DELETE",
+            &format!("/v1/messages/{message}"),
+            "",
+            Some(202),
+            Some(202),
+            404,
+        ),
     ]
 }
 
@@ -248,6 +359,7 @@ async fn every_route_answers_each_kind_of_caller_as_it_should() {
     .await;
     assert_eq!(held.status, 201, "{}", held.body);
     let held_id = held.json()["id"].as_str().expect("id").to_string();
+    let message = acme_message(&server).await;
 
     let callers = [
         ("none", None),
@@ -257,7 +369,7 @@ async fn every_route_answers_each_kind_of_caller_as_it_should() {
         ("admin", Some(TEST_ADMIN_TOKEN)),
     ];
     for (who, token) in callers {
-        for case in cases(who, &held_id, &spare_id) {
+        for case in cases(who, &held_id, &spare_id, &message) {
             let expected = match who {
                 "none" | "bad" => Some(401),
                 "other" => Some(case.other),
@@ -282,7 +394,10 @@ async fn every_route_answers_each_kind_of_caller_as_it_should() {
         }
     }
     // Every /v1 route of the document is in the table (the document itself: see the OpenAPI test).
-    let tested: Vec<(&str, &str)> = cases("x", "y", "z").iter().map(|c| (c.method, c.route)).collect();
+    let tested: Vec<(&str, &str)> = cases("x", "y", "z", "w")
+        .iter()
+        .map(|c| (c.method, c.route))
+        .collect();
     for &(method, route) in ROUTES {
         if route.starts_with("/v1/") && route != "/v1/openapi.json" {
             assert!(
@@ -348,6 +463,24 @@ async fn api_keys_are_shown_once_revoked_at_once_and_kept_across_a_restart() {
         );
     }
     assert!(!listed.body.contains(&key) && !listed.body.contains(&key[4..]));
+    // Paged by id: one per page, the second page ends the list.
+    let first = call(
+        server.api,
+        Some(&key),
+        "GET",
+        "/v1/tenants/acme/api-keys?limit=1",
+        "",
+    )
+    .await;
+    let first = first.json();
+    let mut ids = [id.clone(), other_id.clone()];
+    ids.sort();
+    assert_eq!(first["api_keys"][0]["id"], ids[0].as_str(), "{first}");
+    assert_eq!(first["next_after"], ids[0].as_str(), "{first}");
+    let path = format!("/v1/tenants/acme/api-keys?limit=1&after={}", ids[0]);
+    let second = call(server.api, Some(&key), "GET", &path, "").await.json();
+    assert_eq!(second["api_keys"][0]["id"], ids[1].as_str(), "{second}");
+    assert_eq!(second["next_after"], Value::Null, "{second}");
 
     server.stop().await.expect("stops");
     let server = TestServer::start(config(dir.path())).await;

@@ -212,6 +212,7 @@ async fn hash_password_output_lets_that_password_authenticate() {
         pool: None,
         pools: Vec::new(),
         max_message_rate: None,
+        daily_quota: None,
     });
     let server = TestServer::start(config).await;
     let mut client = server.connect().await;

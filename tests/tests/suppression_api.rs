@@ -290,6 +290,17 @@ fn shaping_state(spool: &Arc<Spool>) -> api::ShapingState {
     }
 }
 
+/// The campaign controls over the same scheduler.
+fn campaigns(spool: &Arc<Spool>, shaping: &api::ShapingState) -> penguin_mta::campaigns::Campaigns {
+    penguin_mta::campaigns::Campaigns::new(
+        Arc::clone(spool),
+        Arc::clone(&shaping.scheduler),
+        penguin_mta::delivery::Cancellations::new(),
+        Arc::new(tokio::sync::Notify::new()),
+        Arc::clone(&shaping.clock),
+    )
+}
+
 /// The API router on its own, on a spool in a temporary directory, so the test knows the secret.
 struct InProcess {
     address: SocketAddr,
@@ -309,6 +320,7 @@ impl InProcess {
         ));
         let registry = penguin_mta::tenants::TenantRegistry::load(Arc::clone(&spool), Arc::clone(&config))
             .expect("tenants");
+        let shaping = shaping_state(&spool);
         let state = ApiState {
             metrics: Arc::new(Metrics::new()),
             spool: Arc::clone(&spool),
@@ -322,7 +334,8 @@ impl InProcess {
             reloader: None,
             config,
             config_path: None,
-            shaping: shaping_state(&spool),
+            campaigns: campaigns(&spool, &shaping),
+            shaping,
             auth: api::Authenticator::new(
                 api::api_keys::ApiKeys::load(Arc::clone(&spool)).expect("keys"),
                 &penguin_config::Config::embedded_default(),

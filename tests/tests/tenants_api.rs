@@ -318,3 +318,152 @@ async fn the_tenant_commands_create_list_and_delete_over_the_api() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("unknown tenant"));
     server.stop().await.expect("stops");
 }
+
+/// The stored content of queued message `id` (read beside the running server).
+fn stored_body(server: &TestServer, id: &str) -> String {
+    let reader = penguin_queue::SpoolReader::open(&server.spool_path).expect("reader");
+    let id: penguin_queue::MessageId = id.parse().expect("queue id");
+    let body = reader.read_body(id).expect("read").expect("stored");
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_domain_added_over_the_api_gets_its_key_and_records_and_signs_mail() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(config(dir.path())).await;
+    let api = server.api;
+    let body = json!({"name": "globex", "sender_domains": ["globex.example"]});
+    assert_eq!(admin(api, "POST", "/v1/tenants", body).await.0, 201);
+
+    let (status, added) = admin(
+        api,
+        "POST",
+        "/v1/tenants/globex/domains",
+        json!({"domain": "News.Globex.Example"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{added}");
+    assert_eq!(
+        (&added["domain"], &added["selector"]),
+        (&json!("news.globex.example"), &json!("default"))
+    );
+    let records = added["records"].as_array().expect("records");
+    let names: Vec<&str> = records.iter().filter_map(|r| r["name"].as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "default._domainkey.news.globex.example.",
+            "news.globex.example.",
+            "_dmarc.news.globex.example."
+        ]
+    );
+    assert!(
+        records[0]["value"]
+            .as_str()
+            .expect("dkim")
+            .starts_with("v=DKIM1; k=rsa; p=")
+    );
+    assert!(records[1]["value"].as_str().expect("spf").starts_with("v=spf1 "));
+    assert!(
+        records[2]["value"]
+            .as_str()
+            .expect("dmarc")
+            .starts_with("v=DMARC1; p=none")
+    );
+    assert!(dir.path().join("dkim/news.globex.example/default.pem").is_file());
+    let (_, again) = admin(
+        api,
+        "POST",
+        "/v1/tenants/globex/domains",
+        json!({"domain": "news.globex.example"}),
+    )
+    .await;
+    assert_eq!(again["records"][0], records[0], "the existing key is kept");
+
+    let (_, listed) = admin(api, "GET", "/v1/tenants/globex/domains", Value::Null).await;
+    let keys: Vec<(String, bool)> = listed["domains"]
+        .as_array()
+        .expect("domains")
+        .iter()
+        .map(|d| {
+            (
+                d["domain"].as_str().unwrap_or("").into(),
+                d["selectors"][0]["key"] == json!(true),
+            )
+        })
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("globex.example".to_string(), false),
+            ("news.globex.example".to_string(), true)
+        ]
+    );
+
+    // Mail from the new domain is accepted and signed with the new key.
+    let (username, password) = credentials(api, "globex").await;
+    let mut client = server.connect().await;
+    client.ehlo().await;
+    assert_eq!(
+        client
+            .cmd(&format!("AUTH PLAIN {}", plain_response(&username, &password)))
+            .await
+            .code,
+        235
+    );
+    let content = simple_message("hi@news.globex.example", "bob@example.com", "signed");
+    let reply = client
+        .send_message("hi@news.globex.example", &["bob@example.com"], &content)
+        .await;
+    let id = reply.queued_id().unwrap_or_else(|| panic!("not queued: {reply}"));
+    let stored = stored_body(&server, &id);
+    assert!(
+        stored.contains("DKIM-Signature:") && stored.contains("d=news.globex.example"),
+        "{stored}"
+    );
+
+    let refusals = [
+        (
+            json!({"domain": "x.globex.example", "selector": "nope"}),
+            400,
+            "body.selector",
+        ),
+        (
+            json!({"domain": "x.globex.example", "algo": "dsa"}),
+            400,
+            "body.algo",
+        ),
+        (json!({"domain": "not a domain"}), 400, "body.domain"),
+        (json!({"domain": "acme.example"}), 409, ""),
+    ];
+    for (body, status, field) in refusals {
+        let (got, answer) = admin(api, "POST", "/v1/tenants/globex/domains", body.clone()).await;
+        assert_eq!(got, status, "{body}: {answer}");
+        if !field.is_empty() {
+            assert_eq!(answer["error"]["field"], field, "{body}: {answer}");
+        }
+    }
+    let config_tenant = admin(
+        api,
+        "POST",
+        "/v1/tenants/acme/domains",
+        json!({"domain": "more.acme.example"}),
+    )
+    .await;
+    assert_eq!(config_tenant.0, 409, "{}", config_tenant.1);
+    let remove = "/v1/tenants/globex/domains/news.globex.example";
+    assert_eq!(admin(api, "DELETE", remove, Value::Null).await.0, 204);
+    assert_eq!(admin(api, "DELETE", remove, Value::Null).await.0, 404);
+    assert_eq!(
+        admin(
+            api,
+            "DELETE",
+            "/v1/tenants/globex/domains/globex.example",
+            Value::Null
+        )
+        .await
+        .0,
+        409
+    );
+    server.stop().await.expect("stops");
+}

@@ -205,20 +205,26 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
-/// `GET /v1/tenants/{tenant}/api-keys` → `{"api_keys": [{"id", "created"}]}`.
+/// `GET /v1/tenants/{tenant}/api-keys` → `{"api_keys": [{"id", "created"}], "next_after"}`, by id,
+/// paged.
 #[utoipa::path(get, path = "/v1/tenants/{tenant}/api-keys", tag = "api-keys",
-    params(("tenant" = String, Path, description = "Tenant name")),
-    responses((status = 200, description = "`{\"api_keys\": [{\"id\", \"created\"}]}`", body = Object),
+    params(("tenant" = String, Path, description = "Tenant name"),
+        ("after" = Option<String>, Query, description = "Start after this key (`next_after` of the previous page)"),
+        ("limit" = Option<usize>, Query, description = "Items per page, 1-1000 (default 100)")),
+    responses((status = 200, description = "`{\"api_keys\": [{\"id\", \"created\"}], \"next_after\"}`", body = Object),
         (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list(
     State(state): State<Arc<ApiState>>,
     Extension(principal): Extension<Principal>,
     Path(tenant): Path<String>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
 ) -> Result<Response, ApiError> {
     principal.check_tenant(&state, &tenant)?;
+    let paging = super::paging::PageQuery::parse(query.as_deref())?;
     let keys: Vec<serde_json::Value> = state.auth.keys.list(&tenant).iter().map(key_json).collect();
-    Ok(Json(json!({ "api_keys": keys })).into_response())
+    let (keys, next_after) = paging.apply(keys, |key| key["id"].as_str().unwrap_or_default().to_string());
+    Ok(Json(json!({ "api_keys": keys, "next_after": next_after })).into_response())
 }
 
 /// `DELETE /v1/tenants/{tenant}/api-keys/{id}` → 204; 404 when the tenant has no such key.

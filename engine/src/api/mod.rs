@@ -5,7 +5,7 @@
 //!   token (`auth.rs`): admin tokens reach everything, tenant API keys their own tenant. JSON in and
 //!   out; errors `{"error": {"code", "message", "field"}}` (`error.rs`). One file per resource:
 //!   `tenants.rs` (tenants, SMTP credentials), `suppressions.rs` + `suppression_files.rs` (CSV),
-//!   `domains.rs`, `api_keys.rs`, `shaping.rs` (ready queues and suspensions); `GET /v1/openapi.json`
+//!   `domains.rs` (checks), `domain_keys.rs` (domains and DKIM keys), `api_keys.rs`, `shaping.rs` (ready queues and suspensions); `GET /v1/openapi.json`
 //!   and `POST /v1/reload` here.
 //! - The public listener (`[public] listen`, `public.rs`): one-click unsubscribe `/u/{token}` and
 //!   `/healthz`, nothing else.
@@ -24,14 +24,19 @@ use serde_json::json;
 
 pub mod api_keys;
 pub mod auth;
+mod campaigns;
+mod domain_keys;
 mod domains;
 pub mod error;
 mod health;
+mod messages;
+mod paging;
 pub mod public;
 mod shaping;
 mod suppression_files;
 mod suppressions;
 mod tenants;
+mod usage;
 
 pub use auth::{Authenticator, Principal};
 pub use error::{ApiError, ErrorBody};
@@ -67,9 +72,23 @@ pub struct ApiState {
     pub auth: Authenticator,
     /// The tenants made over the API and their SMTP logins.
     pub registry: Arc<crate::tenants::TenantRegistry>,
+    /// Campaign pause/resume/cancel and message deletion.
+    pub campaigns: crate::campaigns::Campaigns,
 }
 
 impl ApiState {
+    /// The tenant that has `domain` among its sender domains, if any.
+    fn directory_owner(&self, domain: &str) -> Option<String> {
+        let directory = self.registry.directory().load_full();
+        let names = directory.names();
+        names.into_iter().find(|name| {
+            directory
+                .tenant(name)
+                .and_then(|t| t.sender_domains.clone())
+                .is_some_and(|domains| domains.contains(domain))
+        })
+    }
+
     /// Messages in the queue: scheduled in the index plus those being delivered.
     fn queued_messages(&self) -> usize {
         self.spool.queued_messages() + self.in_flight.load(Ordering::Relaxed)
@@ -127,12 +146,23 @@ pub fn router_and_doc(state: Arc<ApiState>) -> (Router, utoipa::openapi::OpenApi
         .routes(routes!(suppression_files::import))
         .routes(routes!(suppression_files::export))
         .routes(routes!(domains::check))
+        .routes(routes!(domain_keys::list, domain_keys::add))
+        .routes(routes!(domain_keys::remove))
         .routes(routes!(api_keys::list, api_keys::create))
         .routes(routes!(api_keys::delete))
         .routes(routes!(tenants::list, tenants::create))
         .routes(routes!(tenants::get, tenants::patch, tenants::delete))
         .routes(routes!(tenants::list_logins, tenants::create_login))
         .routes(routes!(tenants::delete_login))
+        .routes(routes!(usage::usage))
+        .routes(routes!(campaigns::list))
+        .routes(routes!(campaigns::get))
+        .routes(routes!(campaigns::pause))
+        .routes(routes!(campaigns::resume))
+        .routes(routes!(campaigns::cancel))
+        .routes(routes!(messages::summary))
+        .routes(routes!(messages::get, messages::delete))
+        .routes(routes!(messages::retry))
         .route_layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
             auth::require_token,

@@ -6,7 +6,6 @@
 //! - `GET /healthz`. Every other path is 404.
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -18,7 +17,6 @@ use penguin_queue::{SuppressionEntry, SuppressionReason};
 
 use super::{ApiState, blocking, form_pairs};
 use crate::events::{Event, EventKind};
-use crate::timefmt;
 
 /// The routes of the public listener.
 pub fn router(state: Arc<ApiState>) -> Router {
@@ -70,7 +68,7 @@ async fn unsubscribe(
             "<p>This address expects the form field List-Unsubscribe=One-Click (RFC 8058).</p>",
         );
     }
-    let now = timefmt::unix_millis(SystemTime::now());
+    let now = state.shaping.clock.now_ms();
     let entry = SuppressionEntry {
         address: claims.recipient.clone(),
         reason: SuppressionReason::Unsubscribe,
@@ -82,6 +80,16 @@ async fn unsubscribe(
     match blocking(move || spool.suppress(&tenant, entry)).await {
         Ok(added) => {
             if added {
+                let mut counts = penguin_queue::Counts::new();
+                crate::usage::Tally::new(&claims.tenant, &claims.campaign, now).add(
+                    &mut counts,
+                    "unsubscribed",
+                    None,
+                    1,
+                );
+                if let Err(error) = state.spool.add_counts(&counts) {
+                    tracing::warn!(%error, "cannot count an unsubscription");
+                }
                 state.events.emit(Event::about_address(
                     EventKind::Unsubscribe,
                     now,

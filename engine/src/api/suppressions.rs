@@ -15,14 +15,11 @@ use serde_json::{Value, json};
 
 use super::auth::Principal;
 use super::error::{ApiError, ErrorBody};
-use super::{ApiState, blocking, form_pairs};
+use super::paging::PageQuery;
+use super::{ApiState, blocking};
 use crate::events::{Event, EventKind};
 use crate::timefmt;
 
-/// Entries per page when `limit` is not given.
-const DEFAULT_LIMIT: usize = 100;
-/// Most entries per page; a larger `limit` is lowered to it.
-const MAX_LIMIT: usize = 1000;
 /// Longest address accepted (RFC 5321: 64 + 1 + 255).
 const MAX_ADDRESS: usize = 320;
 /// Longest campaign name accepted in a PUT body.
@@ -62,27 +59,6 @@ fn entry_json(entry: &SuppressionEntry) -> Value {
     })
 }
 
-/// `after` and `limit` of a list query.
-fn list_query(query: Option<&str>) -> Result<(Option<String>, usize), ApiError> {
-    let (mut after, mut limit) = (None, DEFAULT_LIMIT);
-    for (key, value) in form_pairs(query.unwrap_or("")) {
-        match key.as_str() {
-            "after" => after = Some(value),
-            "limit" => match value.parse::<usize>() {
-                Ok(n) if n > 0 => limit = n.min(MAX_LIMIT),
-                _ => {
-                    return Err(ApiError::field(
-                        "limit",
-                        format!("limit {value:?}: expected a number from 1 to {MAX_LIMIT}"),
-                    ));
-                }
-            },
-            _ => {}
-        }
-    }
-    Ok((after, limit))
-}
-
 /// `GET /v1/tenants/{tenant}/suppressions?after=ADDR&limit=N`: a page of the list in address order;
 /// `next_after` is the `after` of the next page, null on the last.
 #[utoipa::path(get, path = "/v1/tenants/{tenant}/suppressions", tag = "suppressions",
@@ -99,7 +75,7 @@ pub async fn list_suppressions(
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     principal.check_tenant(&state, &tenant)?;
-    let (after, limit) = list_query(query.as_deref())?;
+    let PageQuery { after, limit } = PageQuery::parse(query.as_deref())?;
     let spool = Arc::clone(&state.spool);
     let name = tenant.clone();
     // One more than asked: tells whether there is a next page.

@@ -13,16 +13,12 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::ApiState;
 use super::auth::Principal;
 use super::error::{ApiError, ErrorBody};
-use super::{ApiState, form_pairs};
+use super::paging::PageQuery;
 use crate::tenants::{ApiTenant, SmtpLogin, TenantError};
 use crate::timefmt;
-
-/// Tenants per page when `limit` is not given.
-const DEFAULT_LIMIT: usize = 100;
-/// Most tenants per page.
-const MAX_LIMIT: usize = 1000;
 
 impl From<TenantError> for ApiError {
     fn from(error: TenantError) -> ApiError {
@@ -51,6 +47,7 @@ fn config_json(config: &penguin_config::Config, tenant: &penguin_config::TenantC
         "list_unsubscribe": tenant.list_unsubscribe,
         "dkim_missing_key": tenant.dkim_missing_key,
         "pools": config.tenant_pools(&tenant.name).1,
+        "daily_quota": tenant.daily_quota,
         "source": "config",
     })
 }
@@ -105,26 +102,9 @@ pub async fn list(
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     principal.require_admin()?;
-    let (mut after, mut limit) = (None, DEFAULT_LIMIT);
-    for (key, value) in form_pairs(query.as_deref().unwrap_or("")) {
-        match key.as_str() {
-            "after" => after = Some(value),
-            "limit" => {
-                limit = value
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| (1..=MAX_LIMIT).contains(n))
-                    .ok_or_else(|| ApiError::field("limit", format!("limit {value:?}: 1 to {MAX_LIMIT}")))?;
-            }
-            _ => {}
-        }
-    }
-    let rest: Vec<(String, Value)> = all_tenants(&state)
-        .into_iter()
-        .filter(|(name, _)| after.as_ref().is_none_or(|after| name > after))
-        .collect();
-    let next_after = (rest.len() > limit).then(|| rest[limit - 1].0.clone());
-    let page: Vec<Value> = rest.into_iter().take(limit).map(|(_, value)| value).collect();
+    let paging = PageQuery::parse(query.as_deref())?;
+    let (page, next_after) = paging.apply(all_tenants(&state), |(name, _)| name.clone());
+    let page: Vec<Value> = page.into_iter().map(|(_, value)| value).collect();
     Ok(Json(json!({ "tenants": page, "next_after": next_after })).into_response())
 }
 
@@ -163,6 +143,9 @@ pub struct TenantPatch {
     dkim_missing_key: Option<Option<penguin_config::MissingKeyAction>>,
     /// New pools, the default first.
     pools: Option<Vec<String>>,
+    /// Recipients per UTC day (null removes the quota).
+    #[serde(default, deserialize_with = "some")]
+    daily_quota: Option<Option<u64>>,
 }
 
 /// A present field, even `null`, is `Some` (so `null` can clear an option).
@@ -196,6 +179,7 @@ pub async fn patch(
         current.list_unsubscribe = patch.list_unsubscribe.unwrap_or(current.list_unsubscribe);
         current.dkim_missing_key = patch.dkim_missing_key.unwrap_or(current.dkim_missing_key);
         current.pools = patch.pools.unwrap_or(current.pools);
+        current.daily_quota = patch.daily_quota.unwrap_or(current.daily_quota);
         registry.replace(&tenant, current)
     })
     .await
@@ -269,18 +253,22 @@ pub async fn create_login(
 }
 
 /// `GET /v1/tenants/{tenant}/smtp-credentials` → `{"smtp_credentials": [{"username", "created",
-/// "source"}]}` (never a password).
+/// "source"}], "next_after"}` (never a password), by username, paged.
 #[utoipa::path(get, path = "/v1/tenants/{tenant}/smtp-credentials", tag = "tenants",
-    params(("tenant" = String, Path, description = "Tenant name")),
-    responses((status = 200, description = "`{\"smtp_credentials\": [{\"username\", \"created\", \"source\"}]}`", body = Object),
+    params(("tenant" = String, Path, description = "Tenant name"),
+        ("after" = Option<String>, Query, description = "Start after this key (`next_after` of the previous page)"),
+        ("limit" = Option<usize>, Query, description = "Items per page, 1-1000 (default 100)")),
+    responses((status = 200, description = "`{\"smtp_credentials\": [{\"username\", \"created\", \"source\"}], \"next_after\"}`", body = Object),
         (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list_logins(
     State(state): State<Arc<ApiState>>,
     Extension(principal): Extension<Principal>,
     Path(tenant): Path<String>,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     principal.check_tenant(&state, &tenant)?;
+    let paging = PageQuery::parse(query.as_deref())?;
     let config = state.config.load();
     let mut logins: Vec<Value> = config
         .tenant
@@ -295,7 +283,10 @@ pub async fn list_logins(
             .into_iter()
             .map(|(username, created)| json!({"username": username, "created": created, "source": "api"})),
     );
-    Ok(Json(json!({ "smtp_credentials": logins })).into_response())
+    let (logins, next_after) = paging.apply(logins, |login| {
+        login["username"].as_str().unwrap_or_default().to_string()
+    });
+    Ok(Json(json!({ "smtp_credentials": logins, "next_after": next_after })).into_response())
 }
 
 /// `DELETE /v1/tenants/{tenant}/smtp-credentials/{username}` → 204: the next AUTH with it fails (535).

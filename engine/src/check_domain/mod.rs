@@ -14,6 +14,7 @@ mod mx;
 mod ptr;
 mod spf;
 mod spf_check;
+pub(crate) use spf_check::fresh_record as suggested_spf;
 mod spf_eval;
 
 use std::net::IpAddr;

@@ -58,7 +58,7 @@ fn fail(detail: String, fix: Option<String>) -> Check {
 }
 
 /// `v=spf1 ip4:… -all` for the egress IPs (a placeholder when none is known).
-fn fresh_record(ips: &[IpAddr]) -> String {
+pub(crate) fn fresh_record(ips: &[IpAddr]) -> String {
     let terms: Vec<String> = if ips.is_empty() {
         vec!["ip4:EGRESS_IP".to_string()]
     } else {

@@ -7,14 +7,15 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use penguin_policy::NetworkFailure;
-use penguin_queue::{Envelope, MessageId, NewMessage, Recipient, SpoolError};
+use penguin_queue::{Counts, Envelope, MessageId, NewMessage, Recipient, SpoolError, UpdateExtras};
 
-use super::outcome::{self, Applied, Attempt, ConnectionInfo, RecipientEvent};
+use super::outcome::{self, Applied, Attempt, CancelReason, ConnectionInfo, RecipientEvent};
 use super::scheduler::{Item, Work};
 use super::sender::LaneNames;
 use super::{DSN_CAMPAIGN, Delivery, dsn};
 use crate::events::{Event, EventKind};
 use crate::smtp::headers;
+use crate::usage::{self, Tally};
 
 /// A message being finished, read from the spool.
 pub(super) struct Loaded {
@@ -59,6 +60,16 @@ impl Delivery {
         let indexes: Vec<usize> = work.item.recipients.iter().map(|&i| usize::from(i)).collect();
         self.finish(&work, None, None, |envelope| {
             outcome::expire_waiting(envelope, &indexes)
+        })
+        .await;
+    }
+
+    /// An item whose recipients are cancelled (campaign cancelled, message deleted): final, no attempt,
+    /// no DSN, one `cancelled` event each.
+    pub(super) async fn cancel_item(&self, work: Work, reason: CancelReason) {
+        let indexes: Vec<usize> = work.item.recipients.iter().map(|&i| usize::from(i)).collect();
+        self.finish(&work, None, None, |envelope| {
+            outcome::cancel(envelope, &indexes, reason)
         })
         .await;
     }
@@ -145,7 +156,8 @@ impl Delivery {
             self.send_dsn(id, &envelope, &body, &applied.failed, &applied.events)
                 .await;
         }
-        if !self.store(id, &envelope, end.last).await {
+        let extras = extras_of(&envelope, &applied, names, &work.pool, now_ms);
+        if !self.store(id, &envelope, end.last, extras).await {
             return;
         }
         let suppressions = self
@@ -160,14 +172,14 @@ impl Delivery {
     /// Stores the envelope: with its next due time at the end of the round (`last`), else as
     /// progress. False when the round's result could not be stored (the message is retried in a
     /// minute; its events are not emitted).
-    async fn store(&self, id: MessageId, envelope: &Envelope, last: bool) -> bool {
+    async fn store(&self, id: MessageId, envelope: &Envelope, last: bool, extras: UpdateExtras) -> bool {
         if !last {
-            if let Err(error) = self.spool.save_progress(id, envelope).await {
+            if let Err(error) = self.spool.save_progress_with(id, envelope, extras).await {
                 tracing::error!(%id, %error, "cannot store delivery progress; a crash would repeat it");
             }
             return true;
         }
-        match self.spool.update_envelope(id, envelope).await {
+        match self.spool.update_envelope_with(id, envelope, extras).await {
             Ok(_) => {
                 self.in_flight.fetch_sub(1, Ordering::Relaxed);
                 if envelope.has_queued() {
@@ -217,6 +229,22 @@ impl Delivery {
         now: u64,
     ) -> Event {
         let recipient = &envelope.recipients[e.index];
+        if e.kind == EventKind::Cancelled {
+            return Event {
+                id: Some(id),
+                message_id: message_id.map(str::to_string),
+                tenant: envelope.tenant.clone(),
+                campaign: envelope.campaign.clone(),
+                sender: envelope.sender.clone(),
+                recipient: Some(recipient.address.clone()),
+                domain: Some(recipient.domain().to_ascii_lowercase()),
+                attempt: Some(recipient.attempts),
+                size: envelope.size,
+                delay_ms: Some(now.saturating_sub(envelope.received_at_ms)),
+                reason: Some(e.attempt.response.text.clone().into()),
+                ..Event::blank(e.kind, now)
+            };
+        }
         Event {
             id: Some(id),
             message_id: message_id.map(str::to_string),
@@ -307,6 +335,69 @@ impl Delivery {
             Err(error) => tracing::error!(%id, %error, "cannot queue the DSN"),
         }
     }
+}
+
+/// The counts (usage per day, campaign) and attempt records written with an item's outcomes.
+fn extras_of(
+    envelope: &Envelope,
+    applied: &Applied,
+    names: Option<&LaneNames>,
+    pool: &Arc<str>,
+    now_ms: u64,
+) -> UpdateExtras {
+    let mut counts = Counts::new();
+    if let Some(tally) = Tally::of(envelope, now_ms) {
+        for event in &applied.events {
+            let Some(kind) = usage::outcome_kind(event.kind) else {
+                continue;
+            };
+            let class = match event.kind {
+                EventKind::Bounce | EventKind::TransientFailure => event.attempt.class().map(|c| c.as_str()),
+                _ => None,
+            };
+            tally.add(&mut counts, kind, class, 1);
+        }
+    }
+    // A finished message leaves the queue with its history: nothing to write then.
+    let history = if envelope.has_queued() {
+        applied
+            .events
+            .iter()
+            .map(|event| history_record(envelope, event, names, pool, now_ms))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    UpdateExtras { counts, history }
+}
+
+/// One attempt record as JSON (`GET /v1/messages/{id}` shows them).
+fn history_record(
+    envelope: &Envelope,
+    event: &RecipientEvent,
+    names: Option<&LaneNames>,
+    pool: &Arc<str>,
+    now_ms: u64,
+) -> Vec<u8> {
+    let recipient = &envelope.recipients[event.index];
+    let cancelled = event.kind == EventKind::Cancelled;
+    let attempt = &event.attempt;
+    let record = serde_json::json!({
+        "at": crate::timefmt::rfc3339_millis(now_ms),
+        "type": event.kind.as_str(),
+        "recipient": recipient.address,
+        "attempt": recipient.attempts,
+        "response": (!cancelled).then_some(&attempt.response),
+        "class": if cancelled { None } else { attempt.class().map(|c| c.as_str()) },
+        "reason": cancelled.then_some(&attempt.response.text),
+        "mx": attempt.mx,
+        "source_ip": attempt.source_ip,
+        "source": names.map(|n| &*n.source),
+        "site": names.map(|n| &*n.site),
+        "provider": names.map(|n| &*n.provider),
+        "pool": &**pool,
+    });
+    serde_json::to_vec(&record).unwrap_or_default()
 }
 
 /// The DSN entry of a recipient that bounced or expired.

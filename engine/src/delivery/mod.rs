@@ -15,6 +15,7 @@
 //! | `dsn` | RFC 3464 delivery status notifications |
 //! | `reply` | remote reply parsing |
 
+mod cancel;
 pub mod client;
 mod complete;
 pub mod dns;
@@ -41,7 +42,9 @@ use smallvec::SmallVec;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinSet;
 
+pub use self::cancel::Cancellations;
 use self::client::ClientSettings;
+use self::outcome::CancelReason;
 use self::routing::{RouteFailure, Router};
 use self::scheduler::{Item, Route, Scheduler};
 use crate::clock::SharedClock;
@@ -116,6 +119,8 @@ pub struct Delivery {
     /// Item completions being stored (spawned by connections so they need not wait for the spool);
     /// waited for at shutdown.
     finishing: tokio_util::task::TaskTracker,
+    /// Cancelled campaigns and deleted messages: not sent.
+    cancellations: Arc<Cancellations>,
 }
 
 /// Messages waiting for their domain's route.
@@ -154,7 +159,13 @@ impl Delivery {
             in_flight: Arc::new(AtomicUsize::new(0)),
             clock,
             finishing: tokio_util::task::TaskTracker::new(),
+            cancellations: Cancellations::new(),
         }
+    }
+
+    /// What must not be sent (shared with the API's campaign and message routes).
+    pub fn cancellations(&self) -> Arc<Cancellations> {
+        Arc::clone(&self.cancellations)
     }
 
     /// The count of messages out of the index (for the queue depth: index + in flight).
@@ -228,10 +239,16 @@ impl Delivery {
     /// Runs the scheduler's poll: starts the connections it opens, finishes the items it found
     /// expired.
     fn run_scheduler(self: &Arc<Self>, now_us: u64, tasks: &mut JoinSet<()>) {
-        let (opens, expired) = {
+        let (opens, expired, cancelled) = {
             let mut scheduler = self.lock();
-            (scheduler.poll(now_us), scheduler.take_expired())
+            (
+                scheduler.poll(now_us),
+                scheduler.take_expired(),
+                scheduler.take_cancelled(),
+            )
         };
+        let cancelled = self.cancel_reasons(cancelled);
+        self.spawn_cancel(cancelled, tasks);
         for open in opens {
             tasks.spawn(Arc::clone(self).run_connection(open));
         }
@@ -310,6 +327,10 @@ impl Delivery {
             .received_at_ms
             .saturating_mul(1000)
             .saturating_add(max_age_us);
+        if let Some(reason) = self.cancellations.check(&envelope.tenant, &envelope.campaign, id) {
+            self.cancel_admitted(id, envelope, by_domain, expires_at_us, reason, tasks);
+            return;
+        }
         let mut scheduler = self.lock();
         let pool = scheduler
             .settings()
@@ -357,10 +378,17 @@ impl Delivery {
         match result {
             Ok(route) => {
                 let now_us = self.clock.now_us();
+                let mut cancelled = Vec::new();
                 let mut scheduler = self.lock();
                 for item in items {
-                    scheduler.add_item(item, &route, now_us);
+                    let (tenant, campaign) = scheduler.item_names(&item);
+                    match self.cancellations.check(&tenant, &campaign, item.id) {
+                        Some(reason) => cancelled.push((scheduler.unrouted_work(item), reason)),
+                        None => scheduler.add_item(item, &route, now_us),
+                    }
                 }
+                drop(scheduler);
+                self.spawn_cancel(cancelled, tasks);
             }
             Err((failure, detail)) => {
                 let delivery = Arc::clone(self);
@@ -371,6 +399,35 @@ impl Delivery {
                 });
             }
         }
+    }
+
+    /// A due message that must not be sent: one item with every queued recipient, cancelled.
+    fn cancel_admitted(
+        self: &Arc<Self>,
+        id: MessageId,
+        envelope: &Envelope,
+        by_domain: BTreeMap<String, SmallVec<[u16; 4]>>,
+        expires_at_us: u64,
+        reason: CancelReason,
+        tasks: &mut JoinSet<()>,
+    ) {
+        let recipients: SmallVec<[u16; 4]> = by_domain.into_values().flatten().collect();
+        let work = {
+            let mut scheduler = self.lock();
+            let pool = scheduler
+                .settings()
+                .message_pool(&envelope.tenant, &envelope.pool);
+            scheduler.begin_message(id, 1);
+            let item = Item {
+                id,
+                key: scheduler.queue_key(&envelope.tenant, &envelope.campaign, ""),
+                pool,
+                recipients,
+                expires_at_us,
+            };
+            scheduler.unrouted_work(item)
+        };
+        self.spawn_cancel(vec![(work, reason)], tasks);
     }
 
     /// Puts a message back into the in-memory schedule after a storage error (one minute later).

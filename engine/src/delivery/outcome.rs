@@ -191,6 +191,56 @@ pub fn expire_waiting(envelope: &mut Envelope, indexes: &[usize]) -> Applied {
     applied
 }
 
+/// Why recipients were cancelled (the `reason` of their `cancelled` events).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CancelReason {
+    /// Their campaign was cancelled.
+    CampaignCancelled,
+    /// Their message was deleted over the API.
+    MessageDeleted,
+}
+
+impl CancelReason {
+    /// The event's `reason`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CancelReason::CampaignCancelled => "campaign_cancelled",
+            CancelReason::MessageDeleted => "message_deleted",
+        }
+    }
+}
+
+/// The recipients `indexes` that are still queued are cancelled: final, no attempt, no DSN (nothing
+/// goes into `failed`).
+pub fn cancel(envelope: &mut Envelope, indexes: &[usize], reason: CancelReason) -> Applied {
+    let mut applied = Applied::default();
+    for &index in indexes {
+        let Some(recipient) = envelope.recipients.get_mut(index) else {
+            continue;
+        };
+        if recipient.state != RecipientState::Queued {
+            continue;
+        }
+        recipient.state = RecipientState::Cancelled;
+        applied.events.push(RecipientEvent {
+            index,
+            kind: EventKind::Cancelled,
+            attempt: Attempt {
+                outcome: Outcome::Permanent(BounceClass::Other),
+                response: EventResponse {
+                    code: 0,
+                    enhanced: None,
+                    text: reason.as_str().to_string(),
+                },
+                mx: None,
+                source_ip: None,
+                tls: None,
+            },
+        });
+    }
+    applied
+}
+
 /// The attempt an expiry without a final reply stands for.
 fn expired_attempt() -> Attempt {
     let (_, enhanced) = classify_network(NetworkFailure::MessageExpired);

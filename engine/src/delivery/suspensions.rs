@@ -153,12 +153,17 @@ impl Suspensions {
     /// The suspensions in force, oldest first.
     pub fn list(&self) -> Vec<OperatorSuspension> {
         let mut list = self.lock().suspensions(self.clock.now_us());
+        // Campaign pauses are managed by the campaign routes.
+        list.retain(|s| !s.id.starts_with(crate::campaigns::PAUSE_ID_PREFIX));
         list.sort_by_key(|s| s.created_us);
         list
     }
 
     /// Lifts suspension `id`: true if it existed.
     pub fn delete(&self, id: &str) -> Result<bool, SpoolError> {
+        if id.starts_with(crate::campaigns::PAUSE_ID_PREFIX) {
+            return Ok(false);
+        }
         let stored = self.spool.delete_control(&format!("{PREFIX}{id}"))?;
         let in_force = self.lock().remove_suspension(id, self.clock.now_us()).is_some();
         self.driver.notify_one();

@@ -36,6 +36,8 @@ pub struct Tenant {
     pub default_pool: Option<String>,
     /// Send DSNs to the envelope sender on bounce and expiry (`[[tenant]] dsn`).
     pub dsn: bool,
+    /// Most recipients accepted per UTC day (`[[tenant]] daily_quota`); `None` = no quota.
+    pub daily_quota: Option<u64>,
 }
 
 impl Tenant {
@@ -49,6 +51,7 @@ impl Tenant {
             pools: vec!["default".to_string()],
             default_pool: None,
             dsn: true,
+            daily_quota: None,
         }
     }
 
@@ -120,6 +123,7 @@ impl TenantDirectory {
                 dkim_missing_key: tenant.dkim_missing_key,
                 pools: config.tenant_pools(&tenant.name).1,
                 dsn: tenant.dsn,
+                daily_quota: tenant.daily_quota,
                 ..Tenant::new(tenant.name.clone(), Some(domains))
             });
             by_name.insert(tenant.name.clone(), Arc::clone(&shared));

@@ -20,6 +20,7 @@ use super::reply::{Reply, replies};
 use super::session::{Accepted, AuthOutcome, ReadMode, Session, Step, SuppressedRecipient};
 use crate::events::{Event, EventBus, EventKind, EventResponse};
 use crate::metrics::Metrics;
+use crate::usage::Tally;
 
 /// Input buffer size per read.
 const READ_CHUNK: usize = 16 * 1024;
@@ -262,9 +263,13 @@ impl Driver<'_> {
                 }
                 Step::Enqueue(accepted) => self.enqueue(*accepted).await,
                 Step::Suppressed(suppressed) => {
-                    self.context
-                        .events
-                        .emit(suppressed_event(&suppressed, self.context.clock.now_ms()));
+                    let now_ms = self.context.clock.now_ms();
+                    let mut counts = penguin_queue::Counts::new();
+                    Tally::new(&suppressed.tenant, "", now_ms).add(&mut counts, "suppressed", None, 1);
+                    if let Err(error) = self.context.spool.add_counts(&counts) {
+                        tracing::warn!(%error, "cannot count a suppressed recipient");
+                    }
+                    self.context.events.emit(suppressed_event(&suppressed, now_ms));
                     Step::Reply(suppressed.reply)
                 }
             };
@@ -344,12 +349,9 @@ impl Driver<'_> {
             event.domain = finished.from_domain.clone();
             event
         });
-        let mut messages = finished.messages;
-        let result = if messages.len() == 1 {
-            self.context.spool.enqueue(messages.remove(0)).await
-        } else {
-            self.context.spool.enqueue_all(messages).await
-        };
+        let messages = finished.messages;
+        let counts = reception_counts(&messages, self.context.clock.now_ms());
+        let result = self.context.spool.enqueue_all_counted(messages, counts).await;
         if result.is_ok() {
             self.context
                 .metrics
@@ -363,6 +365,18 @@ impl Driver<'_> {
         }
         self.session.on_enqueued(first_id, result)
     }
+}
+
+/// The usage counts of a reception: every recipient of every stored copy, accepted.
+fn reception_counts(messages: &[NewMessage], now_ms: u64) -> penguin_queue::Counts {
+    let mut counts = penguin_queue::Counts::new();
+    for message in messages {
+        if let Some(tally) = Tally::of(&message.envelope, now_ms) {
+            let recipients = i64::try_from(message.envelope.recipients.len()).unwrap_or(i64::MAX);
+            tally.add(&mut counts, "accepted", None, recipients);
+        }
+    }
+    counts
 }
 
 /// The `reception` event of a stored message (timestamp set when it is emitted).

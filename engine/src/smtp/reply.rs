@@ -138,6 +138,24 @@ pub mod replies {
             format!("Message rejected: X-Pool {pool:?} is not a pool tenant {tenant} may use"),
         )
     }
+    /// 452 4.7.1 the tenant's daily quota is used up (until midnight UTC).
+    pub fn daily_quota_reached(tenant: &str, quota: u64) -> Reply {
+        Reply::new(
+            452,
+            "4.7.1",
+            format!(
+                "Daily quota of {quota} recipients reached for tenant {tenant}; try again after 00:00 UTC"
+            ),
+        )
+    }
+    /// 550 5.7.1 mail for a cancelled campaign.
+    pub fn campaign_cancelled(campaign: &str) -> Reply {
+        Reply::new(
+            550,
+            "5.7.1",
+            format!("Message rejected: campaign {campaign:?} is cancelled"),
+        )
+    }
     /// 535 5.7.8 wrong credentials.
     pub fn bad_credentials() -> Reply {
         Reply::new(535, "5.7.8", "Error: authentication credentials invalid")

@@ -46,6 +46,15 @@ pub trait SpoolGauge: Send + Sync {
     /// The reason (`unsubscribe`, `hard_bounce`, `complaint`, `manual`) why `tenant` must not mail
     /// `address`, `None` if it may; `Err` (with the cause) when the list cannot be read.
     fn suppression_reason(&self, tenant: &str, address: &str) -> Result<Option<&'static str>, String>;
+    /// Recipients `tenant` had accepted today (UTC), compared with its `daily_quota`; `Err` when the
+    /// counter cannot be read.
+    fn accepted_today(&self, _tenant: &str) -> Result<u64, String> {
+        Ok(0)
+    }
+    /// Whether the tenant's campaign was cancelled (its new mail is refused).
+    fn campaign_cancelled(&self, _tenant: &str, _campaign: &str) -> bool {
+        false
+    }
 }
 
 /// What is shared by all sessions of a server.
@@ -407,6 +416,15 @@ impl Session {
         if size > self.shared.params.max_message_size {
             return Step::Reply(replies::message_too_big());
         }
+        if let Some(quota) = tenant.daily_quota {
+            match self.shared.gauge.accepted_today(&tenant.name) {
+                Ok(accepted) if accepted >= quota => {
+                    return Step::Reply(replies::daily_quota_reached(&tenant.name, quota));
+                }
+                Ok(_) => {}
+                Err(_) => return Step::Reply(replies::spool_write_failed()),
+            }
+        }
         if !self.shared.gauge.has_free_space() {
             return Step::Reply(replies::insufficient_storage());
         }
@@ -563,6 +581,9 @@ impl Session {
         let Some(tenant) = self.tenant().cloned() else {
             return Step::Reply(replies::authentication_required());
         };
+        if self.shared.gauge.campaign_cancelled(&tenant.name, &campaign) {
+            return Step::Reply(replies::campaign_cancelled(&campaign));
+        }
         let pool = match headers::pool_of(&content) {
             Ok(Some(pool)) if !tenant.pools.contains(&pool) => {
                 return Step::Reply(replies::pool_refused(&pool, &tenant.name));

@@ -20,6 +20,7 @@
 //! the domain's and the tenant's decide which of its scheduled queues may, so one held-back queue never
 //! blocks another (no head-of-line blocking). Waiting is never an attempt.
 
+mod cancel;
 mod dispatch;
 mod feedback;
 mod lane;
@@ -173,6 +174,8 @@ pub struct Scheduler {
     dirty: Vec<LaneId>,
     /// Items found expired, for the driver to finish.
     expired: Vec<Work>,
+    /// Items of cancelled campaigns or deleted messages, for the driver to cancel.
+    cancelled: Vec<Work>,
     /// Operator suspensions in force.
     suspensions: Vec<OperatorSuspension>,
     /// Where shaping events go.
@@ -211,6 +214,7 @@ impl Scheduler {
             timers: BTreeSet::new(),
             dirty: Vec::new(),
             expired: Vec::new(),
+            cancelled: Vec::new(),
             suspensions: Vec::new(),
             events,
             driver,
