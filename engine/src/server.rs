@@ -209,6 +209,7 @@ pub async fn serve_with_clock(
         Arc::clone(&clock),
     )?;
     let in_flight = delivery.in_flight();
+    shaping.lock().set_api_tenant_rates(registry.rates());
     let campaigns = crate::campaigns::Campaigns::new(
         Arc::clone(&spool),
         Arc::clone(&shaping.scheduler),

@@ -44,6 +44,11 @@ pub struct ApiTenant {
     /// Most recipients accepted per UTC day; past it MAIL gets `452 4.7.1`. Default none.
     #[serde(default)]
     pub daily_quota: Option<u64>,
+    /// Most messages of this tenant, all deliveries together (`"N/s"`, `"N/min"`, `"N/h"`, `"N/d"`).
+    /// Default none.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub max_message_rate: Option<penguin_config::MessageRate>,
     /// When it was made (RFC 3339; set by the server, a value sent is ignored).
     #[serde(default)]
     pub created: String,
@@ -168,6 +173,14 @@ impl TenantRegistry {
     /// The API tenant `name`.
     pub fn get(&self, name: &str) -> Option<ApiTenant> {
         self.read_tenants().get(name).cloned()
+    }
+
+    /// The `max_message_rate` of every API tenant that has one (for the scheduler).
+    pub fn rates(&self) -> Vec<(String, penguin_config::MessageRate)> {
+        self.list()
+            .into_iter()
+            .filter_map(|tenant| Some((tenant.name, tenant.max_message_rate?)))
+            .collect()
     }
 
     /// Every API tenant, by name.

@@ -146,6 +146,46 @@ async fn a_tenant_rate_applies_to_that_tenant_only() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_tenants_rate_spaces_its_mail_and_a_patch_changes_it_at_once() {
+    let (world, _clock) = world("", |_| {}).await;
+    world.route_to_sink("tenant.test", 0);
+    let body = serde_json::json!({"name": "hooli", "sender_domains": ["hooli.example"],
+        "max_message_rate": "1/h"});
+    let (status, made) = world.api("POST", "/v1/tenants", Some(body)).await;
+    assert_eq!(
+        (status, made["max_message_rate"].clone()),
+        (201, "1/h".into()),
+        "{made}"
+    );
+    let (status, login) = world
+        .api("POST", "/v1/tenants/hooli/smtp-credentials", None)
+        .await;
+    assert_eq!(status, 201, "{login}");
+    let plain = plain_response(
+        login["username"].as_str().expect("username"),
+        login["password"].as_str().expect("password"),
+    );
+    let mut client = world.server.connect().await;
+    client.ehlo().await;
+    assert_eq!(client.cmd(&format!("AUTH PLAIN {plain}")).await.code, 235);
+    for n in 0..2 {
+        let to = format!("h{n}@tenant.test");
+        let content = simple_message("news@hooli.example", &to, "t");
+        let reply = client.send_message("news@hooli.example", &[&to], &content).await;
+        assert_eq!(reply.code, 250, "{reply}");
+    }
+    deliveries(&world, 1).await;
+    world.wait_queued("mx.tenant.test", 1).await;
+    // No rate any more: the second goes without the clock moving.
+    let patch = serde_json::json!({"max_message_rate": null});
+    let (status, patched) = world.api("PATCH", "/v1/tenants/hooli", Some(patch)).await;
+    assert_eq!(status, 200, "{patched}");
+    let events = deliveries(&world, 2).await;
+    assert_eq!(sent_at(&events), [0, 0]);
+    assert_no_attempt_was_spent_waiting(&world, &events);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_providers_rate_is_shared_by_its_sites() {
     let toml = "[[provider]]\nname = \"bigmail\"\nmx_suffixes = [\".bigmail.test\"]\n\
                 [[shaping.provider]]\nprovider = \"bigmail\"\nprovider_max_message_rate = \"1/h\"\n";

@@ -48,6 +48,7 @@ fn config_json(config: &penguin_config::Config, tenant: &penguin_config::TenantC
         "dkim_missing_key": tenant.dkim_missing_key,
         "pools": config.tenant_pools(&tenant.name).1,
         "daily_quota": tenant.daily_quota,
+        "max_message_rate": tenant.max_message_rate,
         "source": "config",
     })
 }
@@ -86,6 +87,7 @@ pub async fn create(
     let tenant = tokio::task::spawn_blocking(move || registry.create(tenant, created))
         .await
         .map_err(|join| ApiError::internal(join.to_string()))??;
+    apply_rates(&state);
     Ok((StatusCode::CREATED, Json(api_json(&tenant))).into_response())
 }
 
@@ -146,6 +148,10 @@ pub struct TenantPatch {
     /// Recipients per UTC day (null removes the quota).
     #[serde(default, deserialize_with = "some")]
     daily_quota: Option<Option<u64>>,
+    /// Rate of all its deliveries, `"N/s|min|h|d"` (null removes it).
+    #[serde(default, deserialize_with = "some")]
+    #[schema(value_type = Option<String>)]
+    max_message_rate: Option<Option<penguin_config::MessageRate>>,
 }
 
 /// A present field, even `null`, is `Some` (so `null` can clear an option).
@@ -180,10 +186,12 @@ pub async fn patch(
         current.dkim_missing_key = patch.dkim_missing_key.unwrap_or(current.dkim_missing_key);
         current.pools = patch.pools.unwrap_or(current.pools);
         current.daily_quota = patch.daily_quota.unwrap_or(current.daily_quota);
+        current.max_message_rate = patch.max_message_rate.unwrap_or(current.max_message_rate);
         registry.replace(&tenant, current)
     })
     .await
     .map_err(|join| ApiError::internal(join.to_string()))??;
+    apply_rates(&state);
     Ok(Json(api_json(&changed)).into_response())
 }
 
@@ -208,7 +216,14 @@ pub async fn delete(
     })
     .await
     .map_err(|join| ApiError::internal(join.to_string()))??;
+    apply_rates(&state);
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Gives the scheduler the API tenants' `max_message_rate` (after every change of a tenant).
+pub fn apply_rates(state: &ApiState) {
+    let rates = state.registry.rates();
+    state.shaping.lock().set_api_tenant_rates(rates);
 }
 
 /// `POST /v1/tenants/{tenant}/smtp-credentials` → 201 `{"username", "password", "created"}` (the

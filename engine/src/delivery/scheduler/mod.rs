@@ -154,6 +154,8 @@ pub struct Scheduler {
     domain_gcra: HashMap<NameId, Gcra>,
     /// Rate of an interned tenant (looked up once).
     tenant_rates: HashMap<NameId, Option<Rate>>,
+    /// `max_message_rate` of the tenants made over the API, by name (a config tenant's own wins).
+    api_tenant_rates: HashMap<String, Rate>,
     /// Rate of an interned domain (looked up once).
     domain_rates: HashMap<NameId, Option<Rate>>,
     /// Weighted source choice per (pool, site).
@@ -204,6 +206,7 @@ impl Scheduler {
             tenant_gcra: HashMap::new(),
             domain_gcra: HashMap::new(),
             tenant_rates: HashMap::new(),
+            api_tenant_rates: HashMap::new(),
             domain_rates: HashMap::new(),
             selectors: HashMap::new(),
             messages: HashMap::new(),
@@ -436,9 +439,33 @@ impl Scheduler {
             return *rate;
         }
         let name = self.names.name(tenant);
-        let rate = self.settings.tenants.get(&*name).and_then(|t| t.rate);
+        let rate = self
+            .settings
+            .tenants
+            .get(&*name)
+            .and_then(|t| t.rate)
+            .or_else(|| self.api_tenant_rates.get(&*name).copied());
         self.tenant_rates.insert(tenant, rate);
         rate
+    }
+
+    /// Sets the `max_message_rate` of the tenants made over the API (all of them: a tenant missing
+    /// here has no rate); items already queued follow the new rates at once.
+    pub fn set_api_tenant_rates(
+        &mut self,
+        rates: impl IntoIterator<Item = (String, penguin_config::MessageRate)>,
+    ) {
+        self.api_tenant_rates = rates
+            .into_iter()
+            .filter_map(|(name, rate)| Some((name, settings::rate_of(rate)?)))
+            .collect();
+        let known: Vec<NameId> = self.tenant_rates.keys().copied().collect();
+        self.tenant_rates.clear();
+        for tenant in known {
+            self.tenant_rate(tenant);
+        }
+        // Queues held back by a tenant's old rate look again.
+        self.release_all();
     }
 
     /// The domain's configured rate (looked up once per domain).

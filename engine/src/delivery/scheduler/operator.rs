@@ -246,7 +246,7 @@ impl Scheduler {
     }
 
     /// After a suspension ended: every held-back queue is checked again, every lane with mail looked at.
-    fn release_all(&mut self) {
+    pub(super) fn release_all(&mut self) {
         for index in 0..self.lanes.len() {
             let lane = &mut self.lanes[index];
             lane.unblock_all();
