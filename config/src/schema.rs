@@ -165,6 +165,11 @@ pub struct ApiConfig {
     /// Require a token for `/metrics` and `/healthz` as well. Default false (scrapers and health
     /// checks usually carry no token; neither route shows tenant data).
     pub metrics_require_token: bool,
+    /// Most recipients of one `POST /v1/messages` (each gets its own message); more is a 413 naming
+    /// the limit. Default 1000.
+    pub max_recipients_per_request: usize,
+    /// Largest request body the API reads (`"25MB"`); a larger one is a 413. Default `"25MB"`.
+    pub max_request_size: crate::spec::ByteSize,
 }
 
 impl Default for ApiConfig {
@@ -173,6 +178,8 @@ impl Default for ApiConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8025)),
             tokens: Vec::new(),
             metrics_require_token: false,
+            max_recipients_per_request: 1000,
+            max_request_size: crate::spec::ByteSize(25_000_000),
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod dkim_cli;
 pub mod egress_check;
 pub mod event_log;
 pub mod events;
+pub mod inject;
 pub mod metrics;
 pub mod queue_cli;
 pub mod reload;

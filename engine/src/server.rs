@@ -240,6 +240,13 @@ pub async fn serve_with_clock(
         config_path,
         shaping,
         campaigns,
+        injection: Arc::new(api::inject::Injection {
+            finisher: Arc::clone(&finisher),
+            ids: penguin_queue::IdGenerator::new(),
+            wakeup: Arc::clone(&wakeup),
+            in_progress: std::sync::Mutex::new(std::collections::HashSet::new()),
+            hostname: config.smtp.hostname.clone(),
+        }),
         auth: api::Authenticator::new(api::api_keys::ApiKeys::load(Arc::clone(&spool))?, &config),
     };
     let services = ReceptionServices {

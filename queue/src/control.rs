@@ -43,6 +43,13 @@ impl Spool {
         Ok(existed)
     }
 
+    /// The control record `key`, if stored.
+    pub fn control_record(&self, key: &str) -> Result<Option<Vec<u8>>, SpoolError> {
+        let db = self.db();
+        db.get_cf(db::cf(db, CF_CONTROL)?, key.as_bytes())
+            .map_err(SpoolError::from_rocksdb)
+    }
+
     /// Every control record whose key starts with `prefix`, in key order.
     pub fn control_records(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, SpoolError> {
         let db = self.db();

@@ -177,11 +177,23 @@ impl Spool {
         messages: Vec<NewMessage>,
         counts: Counts,
     ) -> Result<(), SpoolError> {
+        self.enqueue_all_with(messages, counts, Vec::new()).await
+    }
+
+    /// [`Spool::enqueue_all_counted`] with control records (key, value) stored in the same synced
+    /// batch: an HTTP injection's idempotency record exists if and only if its messages do.
+    pub async fn enqueue_all_with(
+        &self,
+        messages: Vec<NewMessage>,
+        counts: Counts,
+        control: Vec<(String, Vec<u8>)>,
+    ) -> Result<(), SpoolError> {
         let mut insertions: Vec<Insertion> = messages.into_iter().map(insertion).collect();
         let Some(first) = insertions.first_mut() else {
             return Ok(());
         };
         first.counts = counts;
+        first.control = control;
         let op = if insertions.len() == 1 {
             Op::Insert(insertions.remove(0))
         } else {
@@ -441,5 +453,6 @@ fn insertion(message: NewMessage) -> Insertion {
         body: message.body,
         schedule: schedule_of(&message.envelope),
         counts: Counts::new(),
+        control: Vec::new(),
     }
 }

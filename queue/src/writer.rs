@@ -17,7 +17,7 @@ use rocksdb::{AsColumnFamilyRef, DB, WriteBatch, WriteOptions};
 use tokio::sync::oneshot;
 
 use crate::counters::Counts;
-use crate::db::{CF_BODIES, CF_COUNTERS, CF_ENVELOPES, CF_HISTORY, cf};
+use crate::db::{CF_BODIES, CF_CONTROL, CF_COUNTERS, CF_ENVELOPES, CF_HISTORY, cf};
 use crate::error::SpoolError;
 use crate::history;
 use crate::id::MessageId;
@@ -46,6 +46,8 @@ pub(crate) struct Insertion {
     pub(crate) schedule: Option<Schedule>,
     /// Counter increments written with it (its reception in the usage counts).
     pub(crate) counts: Counts,
+    /// Control records written with it (an injection's idempotency record).
+    pub(crate) control: Vec<(String, Vec<u8>)>,
 }
 
 /// What an envelope update writes besides the envelope, in the same batch.
@@ -61,7 +63,11 @@ pub struct UpdateExtras {
 impl Insertion {
     /// Bytes it adds to a batch (values plus keys).
     fn bytes(&self) -> usize {
-        self.envelope.len() + self.body.len() + 24 + self.counts.bytes()
+        self.envelope.len()
+            + self.body.len()
+            + 24
+            + self.counts.bytes()
+            + self.control.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
     }
 
     /// Adds body and envelope to `write_batch` (the same batch: a message is never half stored).
@@ -311,6 +317,7 @@ impl Writer {
         let bodies = cf(&self.db, CF_BODIES)?;
         let counters = cf(&self.db, CF_COUNTERS)?;
         let histories = cf(&self.db, CF_HISTORY)?;
+        let controls = cf(&self.db, CF_CONTROL)?;
         let mut write_batch = WriteBatch::default();
         let mut outcomes = Vec::with_capacity(batch.len());
         // Whether a message exists after the requests of this batch seen so far.
@@ -320,6 +327,9 @@ impl Writer {
                 Op::Insert(insertion) => {
                     insertion.put(&mut write_batch, bodies, envelopes);
                     insertion.counts.put(&mut write_batch, counters);
+                    for (key, value) in &insertion.control {
+                        write_batch.put_cf(controls, key.as_bytes(), value);
+                    }
                     exists.insert(insertion.id, true);
                     outcomes.push(Ok(true));
                 }
@@ -367,6 +377,9 @@ impl Writer {
                     for insertion in insertions {
                         insertion.put(&mut write_batch, bodies, envelopes);
                         insertion.counts.put(&mut write_batch, counters);
+                        for (key, value) in &insertion.control {
+                            write_batch.put_cf(controls, key.as_bytes(), value);
+                        }
                         exists.insert(insertion.id, true);
                     }
                     outcomes.push(Ok(true));

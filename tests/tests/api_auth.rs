@@ -95,7 +95,12 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/messages/{id}"),
     ("POST", "/v1/messages/{id}/retry"),
     ("DELETE", "/v1/messages/{id}"),
+    ("POST", "/v1/messages"),
+    ("POST", "/v1/messages/preview"),
 ];
+
+/// An injection as acme (the tenant named, so an admin token may send it too).
+const INJECTION: &str = r#"{"tenant":"acme","from":"a@acme.example","subject":"s","text":"t","recipients":[{"address":"r@x.example"}]}"#;
 
 /// Who calls, and what each expects from one route (None: not checked for that caller).
 struct Case {
@@ -317,6 +322,15 @@ fn cases(who: &str, domain_suspension: &str, spare_key: &str, message: &str) -> 
             "",
             Some(202),
             Some(202),
+            404,
+        ),
+        case("POST", "/v1/messages", INJECTION, Some(202), Some(202), 404),
+        case(
+            "POST",
+            "/v1/messages/preview",
+            INJECTION,
+            Some(200),
+            Some(200),
             404,
         ),
     ]

@@ -290,6 +290,28 @@ fn shaping_state(spool: &Arc<Spool>) -> api::ShapingState {
     }
 }
 
+/// Injection over a finisher without keys (the in-process router serves only the public routes).
+fn injection(spool: &Arc<Spool>) -> Arc<api::inject::Injection> {
+    let secret = spool.secret("unsubscribe").expect("secret");
+    let config = penguin_config::Config::embedded_default();
+    let finisher = penguin_mta::smtp::finish::Finisher::new(
+        Arc::new(penguin_dkim::KeyStore::new(&config.dkim.key_dir)),
+        config.dkim.clone(),
+        Arc::new(UnsubscribeTokens::new(secret)),
+        penguin_mta::smtp::finish::UnsubscribeLinks {
+            base_url: "http://127.0.0.1:8026".into(),
+            mailto: None,
+        },
+    );
+    Arc::new(api::inject::Injection {
+        finisher: Arc::new(finisher),
+        ids: penguin_queue::IdGenerator::new(),
+        wakeup: Arc::new(tokio::sync::Notify::new()),
+        in_progress: std::sync::Mutex::new(std::collections::HashSet::new()),
+        hostname: "mta.test".into(),
+    })
+}
+
 /// The campaign controls over the same scheduler.
 fn campaigns(spool: &Arc<Spool>, shaping: &api::ShapingState) -> penguin_mta::campaigns::Campaigns {
     penguin_mta::campaigns::Campaigns::new(
@@ -335,6 +357,7 @@ impl InProcess {
             config,
             config_path: None,
             campaigns: campaigns(&spool, &shaping),
+            injection: injection(&spool),
             shaping,
             auth: api::Authenticator::new(
                 api::api_keys::ApiKeys::load(Arc::clone(&spool)).expect("keys"),

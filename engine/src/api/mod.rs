@@ -29,6 +29,7 @@ mod domain_keys;
 mod domains;
 pub mod error;
 mod health;
+pub mod inject;
 mod messages;
 mod paging;
 pub mod public;
@@ -74,6 +75,8 @@ pub struct ApiState {
     pub registry: Arc<crate::tenants::TenantRegistry>,
     /// Campaign pause/resume/cancel and message deletion.
     pub campaigns: crate::campaigns::Campaigns,
+    /// HTTP injection: signing, ids, delivery wake-up.
+    pub injection: Arc<inject::Injection>,
 }
 
 impl ApiState {
@@ -161,6 +164,8 @@ pub fn router_and_doc(state: Arc<ApiState>) -> (Router, utoipa::openapi::OpenApi
         .routes(routes!(campaigns::resume))
         .routes(routes!(campaigns::cancel))
         .routes(routes!(messages::summary))
+        .routes(routes!(inject::inject))
+        .routes(routes!(inject::preview))
         .routes(routes!(messages::get, messages::delete))
         .routes(routes!(messages::retry))
         .route_layer(axum::middleware::from_fn_with_state(
@@ -172,7 +177,9 @@ pub fn router_and_doc(state: Arc<ApiState>) -> (Router, utoipa::openapi::OpenApi
         .merge(v1)
         .split_for_parts();
     let json = OpenApiJson(Arc::new(doc.to_json().unwrap_or_else(|_| "{}".to_string())));
+    let max_body = usize::try_from(state.config.load().api.max_request_size.bytes()).unwrap_or(usize::MAX);
     let router = router
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .layer(Extension(json))
         .fallback(not_found)
         .with_state(state);

@@ -380,7 +380,11 @@ fn reception_counts(messages: &[NewMessage], now_ms: u64) -> penguin_queue::Coun
 }
 
 /// The `reception` event of a stored message (timestamp set when it is emitted).
-fn reception_event(message: &NewMessage, tls: Option<TlsInfo>, client_ip: std::net::IpAddr) -> Event {
+pub(crate) fn reception_event(
+    message: &NewMessage,
+    tls: Option<TlsInfo>,
+    client_ip: std::net::IpAddr,
+) -> Event {
     let envelope = &message.envelope;
     Event {
         id: Some(message.id),
