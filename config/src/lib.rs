@@ -88,6 +88,40 @@ pub struct Config {
     /// `[shaping]`: limits per lane, provider and domain, the closed loop and reply rules. Absent means
     /// today's behaviour: the legacy `[delivery]` limits, no rates, closed loop and built-in rules on.
     pub shaping: ShapingConfig,
+    /// `[webhooks]`: how tenants' webhook endpoints are called.
+    pub webhooks: WebhooksConfig,
+}
+
+/// `[webhooks]`: the delivery of events to the tenants' endpoints (made over the API).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// Allow endpoints whose address is loopback, private, link-local or a cloud metadata address.
+    /// Default false: such URLs are refused (they would reach this server's API or the internal
+    /// network). Tests set it to call a receiver on loopback.
+    pub allow_private_targets: bool,
+    /// Most events waiting per endpoint; past it the oldest are dropped (counted as `dropped`).
+    /// Default 100000.
+    pub max_pending_per_endpoint: u64,
+    /// Most events per POST. Default 100.
+    pub batch_size: usize,
+    /// How long one POST may take (connect, TLS, answer). Default `"10s"`.
+    pub timeout: HumanDuration,
+    /// How long a failing batch is retried (exponential backoff from 1 s, at most 10 min apart);
+    /// then it is dropped with a `webhook_failed` event. Default `"24h"`.
+    pub max_retry_age: HumanDuration,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        WebhooksConfig {
+            allow_private_targets: false,
+            max_pending_per_endpoint: 100_000,
+            batch_size: 100,
+            timeout: HumanDuration::from_secs(10),
+            max_retry_age: HumanDuration::from_secs(24 * 3600),
+        }
+    }
 }
 
 impl Config {

@@ -79,6 +79,9 @@ pub enum EventKind {
     Suspended,
     /// Sending resumed for a scope (`scope`; `reason`: `expired` or `deleted`).
     Resumed,
+    /// A webhook batch was dropped after `[webhooks] max_retry_age` of failures (`reason`: the last
+    /// error; `recipients`: how many events; `scope`: `{"webhook": ID}`). Never sent to webhooks.
+    WebhookFailed,
     /// A queued recipient was removed without delivery (final, no DSN; `reason`: `campaign_cancelled`
     /// or `message_deleted`).
     Cancelled,
@@ -101,6 +104,7 @@ impl EventKind {
             EventKind::Suspended => "suspended",
             EventKind::Resumed => "resumed",
             EventKind::Cancelled => "cancelled",
+            EventKind::WebhookFailed => "webhook_failed",
         }
     }
 }

@@ -29,5 +29,6 @@ pub mod timefmt;
 pub mod tls;
 pub mod unsubscribe;
 pub mod usage;
+pub mod webhooks;
 
 pub use server::{Listeners, ServeError, serve, serve_with_reload};

@@ -338,7 +338,8 @@ impl Metrics {
             | EventKind::ShapingAdjusted
             | EventKind::Suspended
             | EventKind::Resumed
-            | EventKind::Cancelled => None,
+            | EventKind::Cancelled
+            | EventKind::WebhookFailed => None,
         }
     }
 }

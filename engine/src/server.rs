@@ -192,8 +192,10 @@ pub async fn serve_with_clock(
 ) -> Result<(), ServeError> {
     let acceptor = config.tls.as_ref().map(tls::acceptor).transpose()?;
     let metrics = Arc::new(Metrics::new());
-    let (events, event_log) = event_bus(&config, &metrics)?;
     let spool = open_spool(&config, &metrics).await?;
+    let webhooks =
+        crate::webhooks::Webhooks::load(Arc::clone(&spool), config.webhooks.clone(), Arc::clone(&clock))?;
+    let (events, event_log) = event_bus(&config, &metrics, &webhooks)?;
     let wakeup = Arc::new(Notify::new());
     let tokens = Arc::new(crate::unsubscribe::load(&spool).await?);
     let finisher = Arc::new(finisher(&config, &listeners, Arc::clone(&tokens))?);
@@ -247,6 +249,7 @@ pub async fn serve_with_clock(
             in_progress: std::sync::Mutex::new(std::collections::HashSet::new()),
             hostname: config.smtp.hostname.clone(),
         }),
+        webhooks: Arc::clone(&webhooks),
         auth: api::Authenticator::new(api::api_keys::ApiKeys::load(Arc::clone(&spool))?, &config),
     };
     let services = ReceptionServices {
@@ -257,6 +260,7 @@ pub async fn serve_with_clock(
         clock: Arc::clone(&clock),
         cancellations: delivery.cancellations(),
     };
+    webhooks.start(services.events.clone());
     let smtp = smtp_server(&config, acceptor, &spool, &metrics, services);
     let (stop, stopped) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
@@ -284,6 +288,8 @@ pub async fn serve_with_clock(
     tracing::info!("shutting down: no new connections, finishing transactions and deliveries in flight");
     let _ = stop.send(true);
     while tasks.join_next().await.is_some() {}
+    webhooks.shutdown().await;
+    drop(webhooks);
     drop(smtp);
     if let Some(log) = &event_log {
         log.flush();
@@ -369,12 +375,14 @@ fn spawn_http(
 fn event_bus(
     config: &Config,
     metrics: &Arc<Metrics>,
+    webhooks: &Arc<crate::webhooks::Webhooks>,
 ) -> Result<(EventBus, Option<Arc<EventLog>>), ServeError> {
     let event_log = open_event_log(config)?;
     let mut sinks: Vec<Arc<dyn EventSink>> = vec![Arc::clone(metrics) as Arc<dyn EventSink>];
     if let Some(log) = &event_log {
         sinks.push(Arc::clone(log) as Arc<dyn EventSink>);
     }
+    sinks.push(Arc::clone(webhooks) as Arc<dyn EventSink>);
     Ok((EventBus::new(sinks), event_log))
 }
 

@@ -28,8 +28,10 @@ pub(crate) const CF_CONTROL: &str = "control";
 pub(crate) const CF_COUNTERS: &str = "counters";
 /// Column family of the attempt history of queued messages (see [`crate::history`]).
 pub(crate) const CF_HISTORY: &str = "history";
+/// Column family of the webhook outbox (see [`crate::outbox`]).
+pub(crate) const CF_OUTBOX: &str = "outbox";
 /// Every column family, in the order they are opened; all are flushed at close.
-pub(crate) const ALL_CFS: [&str; 7] = [
+pub(crate) const ALL_CFS: [&str; 8] = [
     CF_ENVELOPES,
     CF_BODIES,
     CF_SUPPRESSIONS,
@@ -37,6 +39,7 @@ pub(crate) const ALL_CFS: [&str; 7] = [
     CF_CONTROL,
     CF_COUNTERS,
     CF_HISTORY,
+    CF_OUTBOX,
 ];
 
 const MIB: usize = 1024 * 1024;
@@ -108,6 +111,7 @@ fn descriptors() -> Vec<ColumnFamilyDescriptor> {
         ColumnFamilyDescriptor::new(CF_CONTROL, cf_options(&cache, false)),
         ColumnFamilyDescriptor::new(CF_COUNTERS, counter_options(&cache)),
         ColumnFamilyDescriptor::new(CF_HISTORY, history_options(&cache)),
+        ColumnFamilyDescriptor::new(CF_OUTBOX, cf_options(&cache, false)),
     ]
 }
 

@@ -25,6 +25,7 @@ mod error;
 mod history;
 mod id;
 mod index;
+mod outbox;
 mod reader;
 mod recovery;
 mod spool;

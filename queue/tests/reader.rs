@@ -91,6 +91,7 @@ async fn a_corrupt_envelope_is_reported_not_fatal() {
             "control",
             "counters",
             "history",
+            "outbox",
         ];
         let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), dir.path(), cfs).expect("raw open");
         let envelopes = db.cf_handle("envelopes").expect("cf");

@@ -22,6 +22,7 @@ pub mod delivery;
 pub mod dkim;
 pub mod dns;
 pub mod sink;
+pub mod webhook_receiver;
 
 /// Bound on every wait for the server in these tests: a hung server fails the test instead of CI.
 pub const WAIT: Duration = Duration::from_secs(30);

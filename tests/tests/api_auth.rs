@@ -97,10 +97,16 @@ const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/v1/messages/{id}"),
     ("POST", "/v1/messages"),
     ("POST", "/v1/messages/preview"),
+    ("GET", "/v1/tenants/{tenant}/webhooks"),
+    ("POST", "/v1/tenants/{tenant}/webhooks"),
+    ("DELETE", "/v1/tenants/{tenant}/webhooks/{id}"),
 ];
 
 /// An injection as acme (the tenant named, so an admin token may send it too).
 const INJECTION: &str = r#"{"tenant":"acme","from":"a@acme.example","subject":"s","text":"t","recipients":[{"address":"r@x.example"}]}"#;
+
+/// A webhook endpoint on a public address that never gets an event in this test (no bounces).
+const WEBHOOK: &str = r#"{"url":"https://93.184.216.34/hooks","events":["bounce"]}"#;
 
 /// Who calls, and what each expects from one route (None: not checked for that caller).
 struct Case {
@@ -331,6 +337,23 @@ fn cases(who: &str, domain_suspension: &str, spare_key: &str, message: &str) -> 
             INJECTION,
             Some(200),
             Some(200),
+            404,
+        ),
+        case("GET", "/v1/tenants/acme/webhooks", "", Some(200), Some(200), 404),
+        case(
+            "POST",
+            "/v1/tenants/acme/webhooks",
+            WEBHOOK,
+            Some(201),
+            Some(201),
+            404,
+        ),
+        case(
+            "DELETE",
+            "/v1/tenants/acme/webhooks/whnone",
+            "",
+            Some(404),
+            Some(404),
             404,
         ),
     ]

@@ -358,6 +358,12 @@ impl InProcess {
             config_path: None,
             campaigns: campaigns(&spool, &shaping),
             injection: injection(&spool),
+            webhooks: penguin_mta::webhooks::Webhooks::load(
+                Arc::clone(&spool),
+                penguin_config::WebhooksConfig::default(),
+                Arc::new(penguin_mta::clock::SystemClock),
+            )
+            .expect("webhooks"),
             shaping,
             auth: api::Authenticator::new(
                 api::api_keys::ApiKeys::load(Arc::clone(&spool)).expect("keys"),

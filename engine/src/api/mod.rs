@@ -38,6 +38,7 @@ mod suppression_files;
 mod suppressions;
 mod tenants;
 mod usage;
+mod webhooks;
 
 pub use auth::{Authenticator, Principal};
 pub use error::{ApiError, ErrorBody};
@@ -77,6 +78,8 @@ pub struct ApiState {
     pub campaigns: crate::campaigns::Campaigns,
     /// HTTP injection: signing, ids, delivery wake-up.
     pub injection: Arc<inject::Injection>,
+    /// The tenants' webhook endpoints.
+    pub webhooks: Arc<crate::webhooks::Webhooks>,
 }
 
 impl ApiState {
@@ -166,6 +169,8 @@ pub fn router_and_doc(state: Arc<ApiState>) -> (Router, utoipa::openapi::OpenApi
         .routes(routes!(messages::summary))
         .routes(routes!(inject::inject))
         .routes(routes!(inject::preview))
+        .routes(routes!(webhooks::list, webhooks::create))
+        .routes(routes!(webhooks::delete))
         .routes(routes!(messages::get, messages::delete))
         .routes(routes!(messages::retry))
         .route_layer(axum::middleware::from_fn_with_state(
