@@ -18,7 +18,7 @@ pub struct Engine {
     /// SMTP address.
     pub smtp: SocketAddr,
     /// HTTP API address (`/metrics`).
-    api: SocketAddr,
+    pub api: SocketAddr,
     /// The spool and config directory (removed when the last owner drops it).
     dir: Option<EngineDir>,
 }
@@ -34,7 +34,7 @@ pub struct EngineDir {
 }
 
 /// The admin token of the engines under test (its hash is in their config).
-const BENCH_TOKEN: &str = "pmt_penguin-bench";
+pub const BENCH_TOKEN: &str = "pmt_penguin-bench";
 
 /// The hex SHA-256 of [`BENCH_TOKEN`].
 fn bench_token_sha256() -> String {

@@ -10,6 +10,7 @@ mod dkim;
 mod dnsworld;
 mod engine;
 mod idle;
+mod inject;
 mod load;
 mod openssl;
 mod postfix;
@@ -40,6 +41,22 @@ struct Cli {
 /// Other benchmarks.
 #[derive(Debug, Subcommand)]
 enum Bench {
+    /// HTTP injection (100 recipients per request) against SMTP (one per transaction), end to end to
+    /// smtp-sink, and webhook events per second; printed, RESULTS.md untouched.
+    Inject {
+        /// Messages per path (rounded up to whole requests of 100).
+        #[arg(long, default_value_t = 20_000)]
+        messages: usize,
+        /// Concurrent SMTP sessions and concurrent HTTP requests.
+        #[arg(long, default_value_t = 20)]
+        sessions: usize,
+        /// The penguin-mta binary (default: next to this one).
+        #[arg(long)]
+        engine: Option<PathBuf>,
+        /// Directory on the disk for the spool.
+        #[arg(long, default_value = "/var/tmp")]
+        spool_dir: PathBuf,
+    },
     /// Bytes of RAM per queued message in the schedule index alone.
     IndexMemory {
         /// Messages to insert.
@@ -109,6 +126,18 @@ fn main() -> anyhow::Result<()> {
             engine,
             spool_dir,
         }) => run::shaping_only(quick, sessions, engine, &spool_dir),
+        Some(Bench::Inject {
+            messages,
+            sessions,
+            engine,
+            spool_dir,
+        }) => {
+            let binary = match engine {
+                Some(path) => path,
+                None => engine::default_binary()?,
+            };
+            inject::run(&binary, &spool_dir, messages, sessions)
+        }
         None => run::run(cli.run),
     }
 }
