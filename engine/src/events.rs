@@ -187,6 +187,9 @@ pub struct Event {
     pub rate_before: Option<f64>,
     /// The rate after it.
     pub rate_after: Option<f64>,
+    /// Its webhook copies were already stored with the change it reports (not serialised).
+    #[serde(skip)]
+    pub in_outbox: bool,
 }
 
 impl Event {
@@ -221,6 +224,7 @@ impl Event {
             until: None,
             rate_before: None,
             rate_after: None,
+            in_outbox: false,
         }
     }
 
@@ -290,6 +294,12 @@ fn serialize_tls<S: serde::Serializer>(tls: &Option<TlsInfo>, serializer: S) -> 
 pub trait EventSink: Send + Sync {
     /// Handles one event; must not block (sinks that do IO queue it).
     fn emit(&self, event: &Event);
+
+    /// The durable copies this sink wants written in the same spool batch as the change `event`
+    /// reports (the webhooks' outbox); none by default.
+    fn outbox(&self, _event: &Event) -> Vec<penguin_queue::OutboxEvent> {
+        Vec::new()
+    }
 }
 
 /// Fans each event out to every sink.
@@ -303,6 +313,15 @@ impl EventBus {
     /// A bus with these sinks.
     pub fn new(sinks: Vec<Arc<dyn EventSink>>) -> EventBus {
         EventBus { sinks }
+    }
+
+    /// The outbox copies of `events` to write with the change they report; mark the events
+    /// `in_outbox` once that write is done, before emitting them.
+    pub fn outbox(&self, events: &[Event]) -> Vec<penguin_queue::OutboxEvent> {
+        events
+            .iter()
+            .flat_map(|event| self.sinks.iter().flat_map(move |sink| sink.outbox(event)))
+            .collect()
     }
 
     /// Delivers `event` to every sink.

@@ -38,6 +38,7 @@ pub use envelope::{Envelope, NewMessage, QueueSummary, Recipient, RecipientState
 pub use error::SpoolError;
 pub use id::{IdGenerator, MessageId, ParseIdError};
 pub use index::{DueEntry, QueueKey, ScheduleIndex};
+pub use outbox::{OutboxEvent, OutboxObserver};
 pub use reader::{SpoolReader, raw_scan};
 pub use recovery::RecoveryReport;
 pub use spool::{CommitObserver, CommitStats, Spool, SpoolOptions, UpdateExtras};

@@ -113,6 +113,10 @@ pub struct Spool {
     free_space: Mutex<Option<(Instant, bool)>>,
     /// Batch totals, written by the writer.
     counters: Arc<Counters>,
+    /// The writer's outbox numbering (seeded by [`Spool::outbox_seed`]).
+    pub(crate) sequences: Arc<Mutex<crate::outbox::Sequences>>,
+    /// Who hears of outbox appends (shared with the writer).
+    pub(crate) outbox_observer: Arc<Mutex<Option<Arc<dyn crate::OutboxObserver>>>>,
     /// Serialises the read-then-write of suppression entries and secrets (see [`crate::suppression`]).
     pub(crate) admin_lock: Mutex<()>,
     /// Set once `close` ran, so that `Drop` does not repeat it.
@@ -128,6 +132,8 @@ impl Spool {
         let recovery = recover(&db, &mut index)?;
         let index = Arc::new(Mutex::new(index));
         let counters = Arc::new(Counters::default());
+        let outbox_observer = Arc::new(Mutex::new(None));
+        let sequences = Arc::new(Mutex::new(crate::outbox::Sequences::default()));
         let (tx, rx) = crossbeam_channel::unbounded();
         let writer = Writer {
             db: Arc::clone(&db),
@@ -138,6 +144,8 @@ impl Spool {
             max_batch_bytes: options.max_batch_bytes,
             observer: options.observer,
             counters: Arc::clone(&counters),
+            outbox_observer: Arc::clone(&outbox_observer),
+            sequences: Arc::clone(&sequences),
         }
         .spawn()?;
         Ok(Spool {
@@ -150,6 +158,8 @@ impl Spool {
             min_free_space: options.min_free_space,
             free_space: Mutex::new(None),
             counters,
+            outbox_observer,
+            sequences,
             admin_lock: Mutex::new(()),
             closed: false,
         })
@@ -188,12 +198,26 @@ impl Spool {
         counts: Counts,
         control: Vec<(String, Vec<u8>)>,
     ) -> Result<(), SpoolError> {
+        self.enqueue_with_extras(messages, counts, control, Vec::new())
+            .await
+    }
+
+    /// [`Spool::enqueue_all_with`] plus webhook events of the reception, numbered and stored in the
+    /// same synced batch.
+    pub async fn enqueue_with_extras(
+        &self,
+        messages: Vec<NewMessage>,
+        counts: Counts,
+        control: Vec<(String, Vec<u8>)>,
+        outbox: Vec<crate::OutboxEvent>,
+    ) -> Result<(), SpoolError> {
         let mut insertions: Vec<Insertion> = messages.into_iter().map(insertion).collect();
         let Some(first) = insertions.first_mut() else {
             return Ok(());
         };
         first.counts = counts;
         first.control = control;
+        first.outbox = outbox;
         let op = if insertions.len() == 1 {
             Op::Insert(insertions.remove(0))
         } else {
@@ -399,6 +423,14 @@ impl Spool {
         tx.send(request).map_err(|_| SpoolError::Closed)
     }
 
+    /// Sends an op to the writer without waiting for its outcome.
+    pub(crate) fn submit_detached(&self, op: Op) -> Result<(), SpoolError> {
+        self.send(Request {
+            op,
+            ack: Ack::Detached,
+        })
+    }
+
     async fn submit_async(&self, op: Op) -> Outcome {
         let (tx, rx) = oneshot::channel();
         self.send(Request {
@@ -454,5 +486,6 @@ fn insertion(message: NewMessage) -> Insertion {
         schedule: schedule_of(&message.envelope),
         counts: Counts::new(),
         control: Vec::new(),
+        outbox: Vec::new(),
     }
 }

@@ -22,6 +22,7 @@ use crate::error::SpoolError;
 use crate::history;
 use crate::id::MessageId;
 use crate::index::ScheduleIndex;
+use crate::outbox::{OutboxEvent, OutboxObserver, Sequences};
 use crate::spool::{CommitObserver, CommitStats};
 
 /// Where a message goes in the schedule after its write commits.
@@ -48,6 +49,8 @@ pub(crate) struct Insertion {
     pub(crate) counts: Counts,
     /// Control records written with it (an injection's idempotency record).
     pub(crate) control: Vec<(String, Vec<u8>)>,
+    /// Webhook events of its reception.
+    pub(crate) outbox: Vec<OutboxEvent>,
 }
 
 /// What an envelope update writes besides the envelope, in the same batch.
@@ -58,6 +61,8 @@ pub struct UpdateExtras {
     /// Attempt records of the message (each without a newline); not written when the update
     /// finishes the message.
     pub history: Vec<Vec<u8>>,
+    /// Webhook events of the outcomes (written even when the message is gone meanwhile).
+    pub outbox: Vec<OutboxEvent>,
 }
 
 impl Insertion {
@@ -107,6 +112,8 @@ pub(crate) enum Op {
     },
     /// Store several new messages atomically: always within one batch, never split.
     InsertAll(Vec<Insertion>),
+    /// Webhook events of no spool change.
+    Outbox(Vec<OutboxEvent>),
 }
 
 impl Op {
@@ -114,7 +121,7 @@ impl Op {
     fn messages(&self) -> usize {
         match self {
             Op::InsertAll(insertions) => insertions.len(),
-            Op::Insert(_) | Op::Update { .. } | Op::Delete { .. } => 1,
+            Op::Insert(_) | Op::Update { .. } | Op::Delete { .. } | Op::Outbox(_) => 1,
         }
     }
 
@@ -138,6 +145,7 @@ impl Op {
             }
             Op::Delete { .. } => 24,
             Op::InsertAll(insertions) => insertions.iter().map(Insertion::bytes).sum(),
+            Op::Outbox(events) => events.iter().map(|e| e.event.len() + e.endpoint.len() + 9).sum(),
         }
     }
 }
@@ -151,6 +159,8 @@ pub(crate) enum Ack {
     Async(oneshot::Sender<Outcome>),
     /// To a blocking caller (usable outside and inside a runtime without tokio's blocking checks).
     Blocking(crossbeam_channel::Sender<Outcome>),
+    /// Nobody waits (an outbox append from the event stream).
+    Detached,
 }
 
 impl Ack {
@@ -159,6 +169,7 @@ impl Ack {
         match self {
             Ack::Async(tx) => drop(tx.send(outcome)),
             Ack::Blocking(tx) => drop(tx.send(outcome)),
+            Ack::Detached => {}
         }
     }
 }
@@ -213,6 +224,10 @@ pub(crate) struct Writer {
     pub(crate) observer: Option<Arc<dyn CommitObserver>>,
     /// Totals.
     pub(crate) counters: Arc<Counters>,
+    /// Told the last outbox sequence number per endpoint after each commit.
+    pub(crate) outbox_observer: Arc<Mutex<Option<Arc<dyn OutboxObserver>>>>,
+    /// The next outbox sequence number per endpoint (shared with the spool, which seeds it).
+    pub(crate) sequences: Arc<Mutex<Sequences>>,
 }
 
 impl Writer {
@@ -265,12 +280,14 @@ impl Writer {
     /// Writes one batch (`messages` messages in its requests), then acknowledges each of its requests.
     fn commit(&self, batch: &mut Vec<Request>, messages: usize, bytes: usize) {
         let sync = self.sync && batch.iter().any(|request| request.op.needs_sync());
-        let outcomes = match self.build(batch) {
+        let mut appended = Vec::new();
+        let outcomes = match self.build(batch, &mut appended) {
             Ok((write_batch, outcomes)) => self.write(write_batch, outcomes, messages, bytes, sync),
             Err(error) => vec![Err(error); batch.len()],
         };
         if outcomes.iter().any(|o| o.is_ok()) {
             self.apply_to_index(batch, &outcomes);
+            self.tell_outbox(&appended);
         }
         for (request, outcome) in batch.drain(..).zip(outcomes) {
             request.ack.send(outcome);
@@ -310,14 +327,51 @@ impl Writer {
         }
     }
 
+    /// Tells the outbox observer the last sequence number per endpoint of a committed batch.
+    fn tell_outbox(&self, appended: &[(String, u64)]) {
+        if appended.is_empty() {
+            return;
+        }
+        let observer = self
+            .outbox_observer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(observer) = observer {
+            for (endpoint, last_seq) in appended {
+                observer.appended(endpoint, *last_seq);
+            }
+        }
+    }
+
+    /// Numbers outbox events into the batch (see [`Sequences`]).
+    fn put_outbox(
+        &self,
+        write_batch: &mut WriteBatch,
+        events: &[OutboxEvent],
+        appended: &mut Vec<(String, u64)>,
+    ) -> Result<(), SpoolError> {
+        self.sequences.lock().unwrap_or_else(PoisonError::into_inner).put(
+            &self.db,
+            write_batch,
+            events,
+            appended,
+        )
+    }
+
     /// Turns the requests into one WriteBatch. An update of a message that does not exist (deleted
-    /// meanwhile) writes nothing and reports `false`, so that no envelope is ever stored without its body.
-    fn build(&self, batch: &[Request]) -> Result<(WriteBatch, Vec<Outcome>), SpoolError> {
+    /// meanwhile) writes nothing and reports `false`, so that no envelope is ever stored without its
+    /// body (its outbox events are written: they report what happened). `appended` gets the last
+    /// outbox number per endpoint.
+    fn build(
+        &self,
+        batch: &[Request],
+        appended: &mut Vec<(String, u64)>,
+    ) -> Result<(WriteBatch, Vec<Outcome>), SpoolError> {
         let envelopes = cf(&self.db, CF_ENVELOPES)?;
         let bodies = cf(&self.db, CF_BODIES)?;
         let counters = cf(&self.db, CF_COUNTERS)?;
         let histories = cf(&self.db, CF_HISTORY)?;
-        let controls = cf(&self.db, CF_CONTROL)?;
         let mut write_batch = WriteBatch::default();
         let mut outcomes = Vec::with_capacity(batch.len());
         // Whether a message exists after the requests of this batch seen so far.
@@ -325,11 +379,7 @@ impl Writer {
         for request in batch {
             match &request.op {
                 Op::Insert(insertion) => {
-                    insertion.put(&mut write_batch, bodies, envelopes);
-                    insertion.counts.put(&mut write_batch, counters);
-                    for (key, value) in &insertion.control {
-                        write_batch.put_cf(controls, key.as_bytes(), value);
-                    }
+                    self.insert_into(&mut write_batch, insertion, appended)?;
                     exists.insert(insertion.id, true);
                     outcomes.push(Ok(true));
                 }
@@ -347,6 +397,7 @@ impl Writer {
                             .get_pinned_cf(envelopes, id.as_bytes())
                             .map(|v| v.is_some()),
                     };
+                    self.put_outbox(&mut write_batch, &extras.outbox, appended)?;
                     match present {
                         Ok(false) => outcomes.push(Ok(false)),
                         Ok(true) if schedule.is_some() || *progress => {
@@ -375,18 +426,34 @@ impl Writer {
                 }
                 Op::InsertAll(insertions) => {
                     for insertion in insertions {
-                        insertion.put(&mut write_batch, bodies, envelopes);
-                        insertion.counts.put(&mut write_batch, counters);
-                        for (key, value) in &insertion.control {
-                            write_batch.put_cf(controls, key.as_bytes(), value);
-                        }
+                        self.insert_into(&mut write_batch, insertion, appended)?;
                         exists.insert(insertion.id, true);
                     }
+                    outcomes.push(Ok(true));
+                }
+                Op::Outbox(events) => {
+                    self.put_outbox(&mut write_batch, events, appended)?;
                     outcomes.push(Ok(true));
                 }
             }
         }
         Ok((write_batch, outcomes))
+    }
+
+    /// A new message with what rides with it: body and envelope, counts, control records, outbox.
+    fn insert_into(
+        &self,
+        write_batch: &mut WriteBatch,
+        insertion: &Insertion,
+        appended: &mut Vec<(String, u64)>,
+    ) -> Result<(), SpoolError> {
+        insertion.put(write_batch, cf(&self.db, CF_BODIES)?, cf(&self.db, CF_ENVELOPES)?);
+        insertion.counts.put(write_batch, cf(&self.db, CF_COUNTERS)?);
+        let controls = cf(&self.db, CF_CONTROL)?;
+        for (key, value) in &insertion.control {
+            write_batch.put_cf(controls, key.as_bytes(), value);
+        }
+        self.put_outbox(write_batch, &insertion.outbox, appended)
     }
 
     /// Brings the schedule in line with a committed batch (before anyone is acknowledged, so an
@@ -409,7 +476,7 @@ impl Writer {
                 } => {
                     apply_schedule(&mut index, *id, schedule.as_ref());
                 }
-                Op::Update { progress: true, .. } => {}
+                Op::Update { progress: true, .. } | Op::Outbox(_) => {}
                 Op::Delete { id } => {
                     index.remove(*id);
                 }

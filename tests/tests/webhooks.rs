@@ -219,3 +219,36 @@ async fn a_pending_outbox_survives_kill_9() {
     let unique: std::collections::HashSet<_> = got.iter().collect();
     assert_eq!(unique.len(), got.len(), "each once: {got:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_outbox_drops_its_oldest_and_a_batch_failing_too_long_is_dropped_with_an_event() {
+    let world = DeliveryWorld::start(1, |config| {
+        config.webhooks.allow_private_targets = true;
+        config.webhooks.max_pending_per_endpoint = 2;
+        config.webhooks.max_retry_age = "2s".parse().expect("duration");
+    })
+    .await;
+    world.route_to_sink("ok.test", 0);
+    let receiver = WebhookReceiver::start(vec![503; 10_000]).await;
+    let (id, _) = add_webhook(&world, &receiver.url("/"), json!(["reception", "delivery"])).await;
+    for n in 0..3 {
+        world.send(&[&format!("f{n}@ok.test")]).await;
+        world.wait_event("delivery", &format!("f{n}@ok.test")).await;
+    }
+    // Six events, at most two kept: the four oldest were dropped and counted.
+    let (_, listed) = world.api("GET", "/v1/tenants/default/webhooks", None).await;
+    let hook = &listed["webhooks"][0];
+    assert!(hook["pending"].as_u64().unwrap_or(99) <= 2, "{listed}");
+    assert!(hook["dropped"].as_u64().unwrap_or(0) >= 4, "{listed}");
+    // The receiver keeps refusing: after max_retry_age the batch goes, with a webhook_failed event.
+    let failed = world
+        .wait_events("webhook_failed", 1, |e| e["type"] == "webhook_failed")
+        .await;
+    assert_eq!(failed[0]["scope"]["webhook"], id.as_str(), "{:?}", failed[0]);
+    assert!(
+        failed[0]["reason"].as_str().unwrap_or("").contains("503"),
+        "{:?}",
+        failed[0]
+    );
+    assert_eq!(failed[0]["tenant"], "default");
+}

@@ -490,9 +490,14 @@ async fn store(
         }
         return Ok(());
     }
-    state.spool.enqueue_all_with(messages, counts, control).await?;
+    let outbox = state.events.outbox(&receptions);
+    let in_outbox = !outbox.is_empty();
+    state
+        .spool
+        .enqueue_with_extras(messages, counts, control, outbox)
+        .await?;
     for event in receptions {
-        state.events.emit(event);
+        state.events.emit(Event { in_outbox, ..event });
     }
     state.injection.wakeup.notify_one();
     Ok(())

@@ -156,14 +156,21 @@ impl Delivery {
             self.send_dsn(id, &envelope, &body, &applied.failed, &applied.events)
                 .await;
         }
-        let extras = extras_of(&envelope, &applied, names, &work.pool, now_ms);
+        let mut events = self.outcome_events(work, names, &envelope, &body, &applied, now_ms);
+        let mut extras = extras_of(&envelope, &applied, names, &work.pool, now_ms);
+        // The webhooks' copies are stored with the outcomes they report.
+        extras.outbox = self.events.outbox(&events);
+        let in_outbox = !extras.outbox.is_empty();
         if !self.store(id, &envelope, end.last, extras).await {
             return;
         }
         let suppressions = self
             .suppress_hard_bounces(id, &envelope, &applied.events, now_ms)
             .await;
-        self.emit_outcomes(work, names, &envelope, &body, &applied, now_ms);
+        for mut event in events.drain(..) {
+            event.in_outbox = in_outbox;
+            self.events.emit(event);
+        }
         for event in suppressions {
             self.events.emit(event);
         }
@@ -196,8 +203,8 @@ impl Delivery {
         }
     }
 
-    /// Emits the events of an item's outcomes, with the lane it went out on and its pool.
-    fn emit_outcomes(
+    /// The events of an item's outcomes, with the lane it went out on and its pool.
+    fn outcome_events(
         &self,
         work: &Work,
         names: Option<&LaneNames>,
@@ -205,18 +212,22 @@ impl Delivery {
         body: &[u8],
         applied: &Applied,
         now_ms: u64,
-    ) {
+    ) -> Vec<Event> {
         let message_id = headers::message_id(body);
-        for event in &applied.events {
-            let mut event = self.event(work.item.id, envelope, message_id.as_deref(), event, now_ms);
-            if let Some(names) = names {
-                event.source = Some(Arc::clone(&names.source));
-                event.site = Some(Arc::clone(&names.site));
-                event.provider = Some(Arc::clone(&names.provider));
-            }
-            event.pool = Some(Arc::clone(&work.pool));
-            self.events.emit(event);
-        }
+        applied
+            .events
+            .iter()
+            .map(|event| {
+                let mut event = self.event(work.item.id, envelope, message_id.as_deref(), event, now_ms);
+                if let Some(names) = names {
+                    event.source = Some(Arc::clone(&names.source));
+                    event.site = Some(Arc::clone(&names.site));
+                    event.provider = Some(Arc::clone(&names.provider));
+                }
+                event.pool = Some(Arc::clone(&work.pool));
+                event
+            })
+            .collect()
     }
 
     /// The event of one recipient's outcome.
@@ -368,7 +379,11 @@ fn extras_of(
     } else {
         Vec::new()
     };
-    UpdateExtras { counts, history }
+    UpdateExtras {
+        counts,
+        history,
+        outbox: Vec::new(),
+    }
 }
 
 /// One attempt record as JSON (`GET /v1/messages/{id}` shows them).

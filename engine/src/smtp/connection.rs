@@ -337,10 +337,14 @@ impl Driver<'_> {
             }
             Err(refusal) => return Step::Reply(refusal),
         };
+        let now_ms = self.context.clock.now_ms();
         let receptions: Vec<Event> = finished
             .messages
             .iter()
-            .map(|message| reception_event(message, tls.clone(), client_ip))
+            .map(|message| Event {
+                timestamp: now_ms,
+                ..reception_event(message, tls.clone(), client_ip)
+            })
             .collect();
         let unsigned = finished.unsigned.map(|reason| {
             let mut event = receptions[0].clone();
@@ -350,16 +354,25 @@ impl Driver<'_> {
             event
         });
         let messages = finished.messages;
-        let counts = reception_counts(&messages, self.context.clock.now_ms());
-        let result = self.context.spool.enqueue_all_counted(messages, counts).await;
+        let counts = reception_counts(&messages, now_ms);
+        // The webhooks' copies of the receptions are stored with the messages.
+        let outbox = self.context.events.outbox(&receptions);
+        let in_outbox = !outbox.is_empty();
+        let result = self
+            .context
+            .spool
+            .enqueue_with_extras(messages, counts, Vec::new(), outbox)
+            .await;
         if result.is_ok() {
             self.context
                 .metrics
                 .smtp_ack_seconds
                 .observe(started.elapsed().as_secs_f64());
-            let timestamp = self.context.clock.now_ms();
-            for event in receptions.into_iter().chain(unsigned) {
-                self.context.events.emit(Event { timestamp, ..event });
+            for event in receptions {
+                self.context.events.emit(Event { in_outbox, ..event });
+            }
+            if let Some(event) = unsigned {
+                self.context.events.emit(event);
             }
             self.context.delivery_wakeup.notify_one();
         }

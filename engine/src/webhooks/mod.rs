@@ -1,8 +1,11 @@
 //! Webhooks: tenants' endpoints (control records `webhook/ID`, made over the API) and the events
 //! they get. The registry is a sink of the one event stream: each event of a tenant that an endpoint
-//! asked for is appended to that endpoint's durable outbox (`penguin_queue` CF `outbox`), and one
-//! dispatcher task per endpoint POSTs the outbox in order, in signed batches, retrying with
-//! exponential backoff (see `dispatch.rs`). A receiver that is down only makes its outbox grow (up to
+//! asked for gets a copy in that endpoint's durable outbox (`penguin_queue` CF `outbox`). Receptions
+//! and delivery outcomes hand their copies to the spool writer with the change they report
+//! (`EventBus::outbox`, same `WriteBatch`), so a crash can never keep one without the other; other
+//! events are appended through the writer as they are emitted. The writer numbers the copies in
+//! commit order and tells the registry (`OutboxObserver`); one dispatcher task per endpoint POSTs the
+//! outbox in order, in signed batches, retrying with exponential backoff (see `dispatch.rs`). A receiver that is down only makes its outbox grow (up to
 //! `[webhooks] max_pending_per_endpoint`; then the oldest are dropped and counted).
 
 mod dispatch;
@@ -13,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use penguin_config::WebhooksConfig;
-use penguin_queue::{Spool, SpoolError};
+use penguin_queue::{OutboxEvent, OutboxObserver, Spool, SpoolError};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, watch};
 use tokio_util::task::TaskTracker;
@@ -112,8 +115,6 @@ pub struct Webhooks {
     stop: watch::Sender<bool>,
     /// The dispatcher tasks.
     tasks: TaskTracker,
-    /// Serialises appends: sequence numbers are written in the order they are given.
-    append: Mutex<()>,
 }
 
 impl Webhooks {
@@ -133,9 +134,10 @@ impl Webhooks {
                 Some((first, last)) => (first, last + 1),
                 None => (0, 0),
             };
+            spool.outbox_seed(&hook.id, next);
             endpoints.insert(hook.id.clone(), Arc::new(endpoint(hook, first, next)));
         }
-        Ok(Arc::new(Webhooks {
+        let webhooks = Arc::new(Webhooks {
             spool,
             config,
             clock,
@@ -143,8 +145,10 @@ impl Webhooks {
             events: Mutex::new(None),
             stop: watch::channel(false).0,
             tasks: TaskTracker::new(),
-            append: Mutex::new(()),
-        }))
+        });
+        let observer = Observer(Arc::downgrade(&webhooks));
+        webhooks.spool.set_outbox_observer(Arc::new(observer));
+        Ok(webhooks)
     }
 
     /// Starts a dispatcher per endpoint; `events` receives `webhook_failed`.
@@ -181,6 +185,7 @@ impl Webhooks {
     pub fn add(self: &Arc<Self>, hook: Webhook) -> Result<(), SpoolError> {
         let record = serde_json::to_vec(&hook).unwrap_or_default();
         self.spool.put_control(&format!("{PREFIX}{}", hook.id), &record)?;
+        self.spool.outbox_seed(&hook.id, 0);
         let endpoint = Arc::new(endpoint(hook, 0, 0));
         self.write()
             .insert(endpoint.hook.id.clone(), Arc::clone(&endpoint));
@@ -266,39 +271,65 @@ fn endpoint(hook: Webhook, first_seq: u64, next_seq: u64) -> Endpoint {
     }
 }
 
-impl EventSink for Webhooks {
-    fn emit(&self, event: &Event) {
+impl Webhooks {
+    /// The outbox copies of `event`: one per endpoint of its tenant that wants its type.
+    fn copies(&self, event: &Event) -> Vec<OutboxEvent> {
         if event.tenant.is_empty() || matches!(event.kind, EventKind::WebhookFailed) {
-            return;
+            return Vec::new();
         }
-        let targets: Vec<Arc<Endpoint>> = self
-            .read()
+        let endpoints = self.read();
+        let mut wanted = endpoints
             .values()
             .filter(|e| e.hook.tenant == event.tenant && e.hook.wants(event.kind))
-            .cloned()
-            .collect();
-        if targets.is_empty() {
-            return;
+            .peekable();
+        if wanted.peek().is_none() {
+            return Vec::new();
         }
         let json = event.to_json().into_bytes();
-        let _serial = lock(&self.append);
-        let appends: Vec<(String, u64, Vec<u8>)> = targets
-            .iter()
-            .map(|e| {
-                (
-                    e.hook.id.clone(),
-                    e.next_seq.fetch_add(1, Ordering::AcqRel),
-                    json.clone(),
-                )
+        wanted
+            .map(|e| OutboxEvent {
+                endpoint: e.hook.id.clone(),
+                event: json.clone(),
             })
-            .collect();
-        if let Err(error) = self.spool.outbox_append(&appends) {
-            tracing::error!(%error, "cannot store webhook events");
+            .collect()
+    }
+
+    /// The writer stored `endpoint`'s events up to `last_seq`.
+    fn appended(&self, endpoint: &str, last_seq: u64) {
+        let Some(endpoint) = self.read().get(endpoint).cloned() else {
+            return;
+        };
+        endpoint.next_seq.fetch_max(last_seq + 1, Ordering::AcqRel);
+        self.trim(&endpoint);
+        endpoint.wake.notify_one();
+    }
+}
+
+impl EventSink for Webhooks {
+    /// Events whose copies were not written with their change are appended now (through the writer,
+    /// not waited for).
+    fn emit(&self, event: &Event) {
+        if event.in_outbox {
             return;
         }
-        for endpoint in &targets {
-            self.trim(endpoint);
-            endpoint.wake.notify_one();
+        let copies = self.copies(event);
+        if let Err(error) = self.spool.outbox_append(copies) {
+            tracing::error!(%error, "cannot store webhook events");
+        }
+    }
+
+    fn outbox(&self, event: &Event) -> Vec<OutboxEvent> {
+        self.copies(event)
+    }
+}
+
+/// The writer's outbox observer: a weak handle (the spool must not keep the webhooks alive).
+struct Observer(std::sync::Weak<Webhooks>);
+
+impl OutboxObserver for Observer {
+    fn appended(&self, endpoint: &str, last_seq: u64) {
+        if let Some(webhooks) = self.0.upgrade() {
+            webhooks.appended(endpoint, last_seq);
         }
     }
 }
