@@ -82,6 +82,9 @@ pub enum EventKind {
     /// A webhook batch was dropped after `[webhooks] max_retry_age` of failures (`reason`: the last
     /// error; `recipients`: how many events; `scope`: `{"webhook": ID}`). Never sent to webhooks.
     WebhookFailed,
+    /// Webhook events were dropped because an endpoint's outbox was full (`recipients`: how many
+    /// since the last such event; `scope`: `{"webhook": ID}`). Never sent to webhooks.
+    WebhookDropped,
     /// A queued recipient was removed without delivery (final, no DSN; `reason`: `campaign_cancelled`
     /// or `message_deleted`).
     Cancelled,
@@ -105,6 +108,7 @@ impl EventKind {
             EventKind::Resumed => "resumed",
             EventKind::Cancelled => "cancelled",
             EventKind::WebhookFailed => "webhook_failed",
+            EventKind::WebhookDropped => "webhook_dropped",
         }
     }
 }

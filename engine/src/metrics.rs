@@ -339,7 +339,8 @@ impl Metrics {
             | EventKind::Suspended
             | EventKind::Resumed
             | EventKind::Cancelled
-            | EventKind::WebhookFailed => None,
+            | EventKind::WebhookFailed
+            | EventKind::WebhookDropped => None,
         }
     }
 }

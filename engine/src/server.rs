@@ -439,6 +439,15 @@ pub fn log_reload(outcome: Result<ReloadReport, ReloadError>) {
 
 /// Closes the spool once nothing else holds it.
 async fn close_spool(spool: Arc<Spool>) -> Result<(), ServeError> {
+    // Tasks that end with the server (a blocking API call, a completion being stored) may still hold
+    // the spool for a moment: wait for them (bounded), so that it is closed and flushed before
+    // `serve` returns and a new server can open it.
+    for _ in 0..500 {
+        if Arc::strong_count(&spool) == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     match Arc::try_unwrap(spool) {
         Ok(spool) => {
             let closed = tokio::task::spawn_blocking(move || spool.close())

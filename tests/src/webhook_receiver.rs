@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 /// One request as received.
@@ -38,6 +38,8 @@ struct Shared {
     script: Mutex<Vec<u16>>,
     /// Requests in order.
     requests: Mutex<Vec<WebhookRequest>>,
+    /// TLS handshakes that completed (https receivers).
+    handshakes: std::sync::atomic::AtomicU64,
 }
 
 /// A scripted webhook endpoint; stops when dropped.
@@ -58,6 +60,7 @@ impl WebhookReceiver {
         let shared = Arc::new(Shared {
             script: Mutex::new(script),
             requests: Mutex::new(Vec::new()),
+            handshakes: std::sync::atomic::AtomicU64::new(0),
         });
         let state = Arc::clone(&shared);
         let task = tokio::spawn(async move {
@@ -70,6 +73,45 @@ impl WebhookReceiver {
             shared,
             task,
         }
+    }
+
+    /// An https receiver (answering 200) with the test CA's certificate, which no system trusts.
+    pub async fn start_tls(certs: &crate::TestCerts) -> WebhookReceiver {
+        use rustls_pki_types::pem::PemObject;
+        let chain = rustls_pki_types::CertificateDer::pem_file_iter(&certs.cert_path)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .expect("read the certificate chain");
+        let key = rustls_pki_types::PrivateKeyDer::from_pem_file(&certs.key_path).expect("read the key");
+        let config = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .expect("TLS server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let shared = Arc::new(Shared::default());
+        let state = Arc::clone(&shared);
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (acceptor, state) = (acceptor.clone(), Arc::clone(&state));
+                tokio::spawn(async move {
+                    if let Ok(tls) = acceptor.accept(stream).await {
+                        state.handshakes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        serve(tls, state).await;
+                    }
+                });
+            }
+        });
+        WebhookReceiver {
+            address,
+            shared,
+            task,
+        }
+    }
+
+    /// TLS handshakes that completed.
+    pub fn handshakes(&self) -> u64 {
+        self.shared.handshakes.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Its URL with `path`.
@@ -116,7 +158,7 @@ impl Drop for WebhookReceiver {
 }
 
 /// One connection: requests until the client closes (keep-alive or not).
-async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
+async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut stream: S, shared: Arc<Shared>) {
     let mut buffer = Vec::new();
     loop {
         let Some(head_end) = read_until_head(&mut stream, &mut buffer).await else {
@@ -165,7 +207,10 @@ async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
 }
 
 /// Reads until the end of a request head; its offset (before the blank line), or None at EOF.
-async fn read_until_head(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<usize> {
+async fn read_until_head<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
+    buffer: &mut Vec<u8>,
+) -> Option<usize> {
     loop {
         if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
             return Some(end);

@@ -290,6 +290,7 @@ async fn a_cancelled_campaign_loses_its_queued_mail_and_refuses_new_mail() {
         )
         .await;
     assert_reply(&refused, 550, "5.7.1", "mail for a cancelled campaign");
+    client.cmd("QUIT").await;
     let (status, _) = campaign_action(&world, "summer", "resume").await;
     assert_eq!(status, 409);
     let world = world.restart().await;

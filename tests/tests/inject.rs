@@ -233,3 +233,25 @@ async fn replays_rejections_limits_and_preview() {
     let receptions = world.events().iter().filter(|e| e["type"] == "reception").count();
     assert_eq!(receptions, 1, "neither refusals nor the preview queued anything");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_over_the_size_limit_is_413_in_the_error_format() {
+    let world = world(|config| config.api.max_request_size = penguin_config::ByteSize(4096)).await;
+    let big = request(
+        (0..200)
+            .map(|n| json!({"address": format!("someone-{n}@dest.test")}))
+            .collect(),
+    );
+    let (status, error) = post(&world, "/v1/messages", &big, None).await;
+    assert_eq!(
+        (status, error["error"]["field"].clone()),
+        (413, json!("body")),
+        "{error}"
+    );
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("max_request_size")
+    );
+}

@@ -240,6 +240,10 @@ async fn a_full_outbox_drops_its_oldest_and_a_batch_failing_too_long_is_dropped_
     let hook = &listed["webhooks"][0];
     assert!(hook["pending"].as_u64().unwrap_or(99) <= 2, "{listed}");
     assert!(hook["dropped"].as_u64().unwrap_or(0) >= 4, "{listed}");
+    let dropped = world
+        .wait_events("webhook_dropped", 1, |e| e["type"] == "webhook_dropped")
+        .await;
+    assert_eq!(dropped[0]["scope"]["webhook"], id.as_str(), "{:?}", dropped[0]);
     // The receiver keeps refusing: after max_retry_age the batch goes, with a webhook_failed event.
     let failed = world
         .wait_events("webhook_failed", 1, |e| e["type"] == "webhook_failed")
@@ -251,4 +255,27 @@ async fn a_full_outbox_drops_its_oldest_and_a_batch_failing_too_long_is_dropped_
         failed[0]
     );
     assert_eq!(failed[0]["tenant"], "default");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_receiver_with_an_untrusted_certificate_gets_nothing() {
+    let world = world().await;
+    let certs = penguin_tests::TestCerts::generate(world.dir.path());
+    let receiver = WebhookReceiver::start_tls(&certs).await;
+    let url = format!("https://127.0.0.1:{}/hooks", receiver.address.port());
+    add_webhook(&world, &url, json!(["delivery"])).await;
+    world.send(&["t@ok.test"]).await;
+    world.wait_event("delivery", "t@ok.test").await;
+    let deadline = std::time::Instant::now() + penguin_tests::WAIT;
+    let error = loop {
+        let (_, listed) = world.api("GET", "/v1/tenants/default/webhooks", None).await;
+        if let Some(error) = listed["webhooks"][0]["last_error"].as_str() {
+            break error.to_string();
+        }
+        assert!(std::time::Instant::now() < deadline, "no attempt: {listed}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert!(error.contains("TLS") && error.contains("certificate"), "{error}");
+    assert_eq!(receiver.handshakes(), 0, "the certificate was not accepted");
+    assert!(receiver.requests().is_empty());
 }

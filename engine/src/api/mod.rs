@@ -184,6 +184,7 @@ pub fn router_and_doc(state: Arc<ApiState>) -> (Router, utoipa::openapi::OpenApi
     let json = OpenApiJson(Arc::new(doc.to_json().unwrap_or_else(|_| "{}".to_string())));
     let max_body = usize::try_from(state.config.load().api.max_request_size.bytes()).unwrap_or(usize::MAX);
     let router = router
+        .layer(axum::middleware::map_response(body_too_large))
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .layer(Extension(json))
         .fallback(not_found)
@@ -206,6 +207,26 @@ async fn openapi_json(Extension(doc): Extension<OpenApiJson>) -> Response {
         doc.0.as_str().to_owned(),
     )
         .into_response()
+}
+
+/// A body over `api.max_request_size` is refused by axum before any handler: answered in the API's
+/// error format.
+async fn body_too_large(response: Response) -> Response {
+    let json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if response.status() != StatusCode::PAYLOAD_TOO_LARGE || json {
+        return response;
+    }
+    ApiError {
+        field: Some("body".into()),
+        ..ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the request body is larger than api.max_request_size",
+        )
+    }
+    .into_response()
 }
 
 /// An unknown path.

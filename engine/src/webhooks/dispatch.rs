@@ -67,6 +67,7 @@ impl Webhooks {
                 }
                 continue;
             };
+            self.report_dropped(&endpoint);
             match self.send(&endpoint, &batch).await {
                 Ok(()) => {
                     self.done(&endpoint, last_seq);
@@ -123,6 +124,21 @@ impl Webhooks {
             tracing::error!(%error, webhook = %endpoint.hook.id, "cannot trim the webhook outbox; events may be sent twice");
         }
         endpoint.first_seq.fetch_max(last_seq + 1, Ordering::AcqRel);
+    }
+
+    /// A `webhook_dropped` event for the events dropped since the last one (full outbox), if any.
+    fn report_dropped(&self, endpoint: &Endpoint) {
+        let dropped = endpoint.unreported.swap(0, Ordering::AcqRel);
+        if dropped == 0 {
+            return;
+        }
+        self.emit(Event {
+            tenant: endpoint.hook.tenant.clone(),
+            recipients: Some(usize::try_from(dropped).unwrap_or(usize::MAX)),
+            reason: Some("outbox full (webhooks.max_pending_per_endpoint)".into()),
+            scope: Some(serde_json::json!({ "webhook": endpoint.hook.id })),
+            ..Event::blank(EventKind::WebhookDropped, self.clock.now_ms())
+        });
     }
 
     /// Drops a batch that failed for `max_retry_age`, with a `webhook_failed` event.

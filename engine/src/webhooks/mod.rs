@@ -61,6 +61,8 @@ pub struct Endpoint {
     first_seq: AtomicU64,
     /// Events dropped because the outbox was full.
     dropped: AtomicU64,
+    /// Of those, not yet reported by a `webhook_dropped` event.
+    unreported: AtomicU64,
     /// When a batch was last accepted (RFC 3339).
     last_success: Mutex<Option<String>>,
     /// The last failure, with its time.
@@ -253,6 +255,7 @@ impl Webhooks {
         {
             endpoint.first_seq.fetch_max(through + 1, Ordering::AcqRel);
             endpoint.dropped.fetch_add(pending - max, Ordering::Relaxed);
+            endpoint.unreported.fetch_add(pending - max, Ordering::Relaxed);
         }
     }
 }
@@ -264,6 +267,7 @@ fn endpoint(hook: Webhook, first_seq: u64, next_seq: u64) -> Endpoint {
         next_seq: AtomicU64::new(next_seq),
         first_seq: AtomicU64::new(first_seq),
         dropped: AtomicU64::new(0),
+        unreported: AtomicU64::new(0),
         last_success: Mutex::new(None),
         last_error: Mutex::new(None),
         wake: Notify::new(),
@@ -274,7 +278,9 @@ fn endpoint(hook: Webhook, first_seq: u64, next_seq: u64) -> Endpoint {
 impl Webhooks {
     /// The outbox copies of `event`: one per endpoint of its tenant that wants its type.
     fn copies(&self, event: &Event) -> Vec<OutboxEvent> {
-        if event.tenant.is_empty() || matches!(event.kind, EventKind::WebhookFailed) {
+        if event.tenant.is_empty()
+            || matches!(event.kind, EventKind::WebhookFailed | EventKind::WebhookDropped)
+        {
             return Vec::new();
         }
         let endpoints = self.read();
