@@ -115,11 +115,9 @@ impl<'a> Tally<'a> {
     }
 }
 
-/// One day of a tenant's usage.
+/// The counted kinds of a tenant's day or of a campaign.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct UsageDay {
-    /// The UTC day, `YYYY-MM-DD`.
-    pub date: String,
+pub struct Totals {
     /// Recipients accepted (SMTP or HTTP).
     pub accepted: i64,
     /// Recipients delivered.
@@ -138,8 +136,8 @@ pub struct UsageDay {
     pub cancelled: i64,
 }
 
-impl UsageDay {
-    /// The field of `kind`.
+impl Totals {
+    /// The field of `kind` (one of [`USAGE_KINDS`]).
     fn field(&mut self, kind: &str) -> Option<&mut i64> {
         Some(match kind {
             "accepted" => &mut self.accepted,
@@ -153,6 +151,28 @@ impl UsageDay {
             _ => return None,
         })
     }
+
+    /// Adds `other` to these.
+    pub fn add(&mut self, other: &Totals) {
+        self.accepted += other.accepted;
+        self.delivered += other.delivered;
+        self.deferred += other.deferred;
+        self.bounced += other.bounced;
+        self.expired += other.expired;
+        self.suppressed += other.suppressed;
+        self.unsubscribed += other.unsubscribed;
+        self.cancelled += other.cancelled;
+    }
+}
+
+/// One day of a tenant's usage.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct UsageDay {
+    /// The UTC day, `YYYY-MM-DD`.
+    pub date: String,
+    /// Its counts.
+    #[serde(flatten)]
+    pub totals: Totals,
 }
 
 /// A tenant's usage for every day from `from` to `to` (inclusive; days without activity are zeros).
@@ -180,7 +200,7 @@ pub fn read_usage(spool: &Spool, tenant: &str, from: Date, to: Date) -> Result<V
         let Ok(day) = day.parse::<Date>() else {
             continue;
         };
-        if let Some(field) = days.get_mut(&day).and_then(|d| d.field(kind)) {
+        if let Some(field) = days.get_mut(&day).and_then(|d| d.totals.field(kind)) {
             *field += value;
         }
     }
@@ -195,22 +215,9 @@ pub fn accepted_on(spool: &Spool, tenant: &str, date: Date) -> Result<i64, Spool
 /// The counts of one campaign.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct CampaignCounts {
-    /// Recipients accepted.
-    pub accepted: i64,
-    /// Recipients delivered.
-    pub delivered: i64,
-    /// Deferred attempts.
-    pub deferred: i64,
-    /// Recipients bounced.
-    pub bounced: i64,
-    /// Recipients expired.
-    pub expired: i64,
-    /// Recipients refused as suppressed (where the campaign was known at the refusal).
-    pub suppressed: i64,
-    /// Unsubscriptions from this campaign's links.
-    pub unsubscribed: i64,
-    /// Queued recipients removed.
-    pub cancelled: i64,
+    /// The counted kinds (suppressed: where the campaign was known at the refusal).
+    #[serde(flatten)]
+    pub totals: Totals,
     /// Recipients still queued: accepted minus every final state.
     pub queued: i64,
     /// Bounces by class.
@@ -229,26 +236,16 @@ impl CampaignCounts {
                 _ => return,
             };
             *map.entry(class.to_string()).or_default() += value;
-            return;
+        } else if let Some(field) = self.totals.field(kind) {
+            *field += value;
         }
-        let field = match kind {
-            "accepted" => &mut self.accepted,
-            "delivered" => &mut self.delivered,
-            "deferred" => &mut self.deferred,
-            "bounced" => &mut self.bounced,
-            "expired" => &mut self.expired,
-            "suppressed" => &mut self.suppressed,
-            "unsubscribed" => &mut self.unsubscribed,
-            "cancelled" => &mut self.cancelled,
-            _ => return,
-        };
-        *field += value;
     }
 
     /// Sets `queued` from the others.
     fn settle(&mut self) {
-        let done = self.delivered + self.bounced + self.expired + self.cancelled;
-        self.queued = (self.accepted - done).max(0);
+        let t = &self.totals;
+        let done = t.delivered + t.bounced + t.expired + t.cancelled;
+        self.queued = (t.accepted - done).max(0);
     }
 }
 

@@ -12,7 +12,7 @@ use serde_json::json;
 use super::auth::Principal;
 use super::error::{ApiError, ErrorBody};
 use super::{ApiState, blocking, form_pairs};
-use crate::usage::{self, MAX_USAGE_DAYS, UsageDay};
+use crate::usage::{self, MAX_USAGE_DAYS};
 
 /// A `YYYY-MM-DD` query value.
 fn parse_date(field: &str, value: &str) -> Result<Date, ApiError> {
@@ -72,20 +72,9 @@ pub async fn usage(
     let spool = Arc::clone(&state.spool);
     let name = tenant.clone();
     let days = blocking(move || usage::read_usage(&spool, &name, from, to)).await?;
-    let total = days.iter().fold(UsageDay::default(), |mut sum, day| {
-        sum.accepted += day.accepted;
-        sum.delivered += day.delivered;
-        sum.deferred += day.deferred;
-        sum.bounced += day.bounced;
-        sum.expired += day.expired;
-        sum.suppressed += day.suppressed;
-        sum.unsubscribed += day.unsubscribed;
-        sum.cancelled += day.cancelled;
-        sum
-    });
-    let mut total = serde_json::to_value(total).unwrap_or_default();
-    if let Some(object) = total.as_object_mut() {
-        object.remove("date");
+    let mut total = usage::Totals::default();
+    for day in &days {
+        total.add(&day.totals);
     }
     Ok(Json(json!({
         "tenant": tenant,
