@@ -3,7 +3,7 @@
 //!
 //! An increment is a RocksDB *merge* (the associative operator [`merge_add`] adds little-endian
 //! `i64`s), a blind write: it needs no read, so it rides in the same `WriteBatch` as the state change it
-//! counts ([`Counts`] given to [`Spool::enqueue_all_counted`], [`Spool::update_envelope_with`], ...).
+//! counts ([`Counts`] given to [`Spool::enqueue_with_extras`], [`Spool::update_envelope_with`], ...).
 //! A crash therefore never leaves a count without its change or a change without its count: the
 //! totals are exact across restart and kill -9.
 

@@ -177,33 +177,13 @@ impl Spool {
     /// either all or none of them are stored. Resolves once the batch is durable and the messages are
     /// indexed. An empty list resolves at once.
     pub async fn enqueue_all(&self, messages: Vec<NewMessage>) -> Result<(), SpoolError> {
-        self.enqueue_all_counted(messages, Counts::new()).await
-    }
-
-    /// [`Spool::enqueue_all`] with counter increments written in the same synced batch (the
-    /// reception's usage counts: stored if and only if the messages are).
-    pub async fn enqueue_all_counted(
-        &self,
-        messages: Vec<NewMessage>,
-        counts: Counts,
-    ) -> Result<(), SpoolError> {
-        self.enqueue_all_with(messages, counts, Vec::new()).await
-    }
-
-    /// [`Spool::enqueue_all_counted`] with control records (key, value) stored in the same synced
-    /// batch: an HTTP injection's idempotency record exists if and only if its messages do.
-    pub async fn enqueue_all_with(
-        &self,
-        messages: Vec<NewMessage>,
-        counts: Counts,
-        control: Vec<(String, Vec<u8>)>,
-    ) -> Result<(), SpoolError> {
-        self.enqueue_with_extras(messages, counts, control, Vec::new())
+        self.enqueue_with_extras(messages, Counts::new(), Vec::new(), Vec::new())
             .await
     }
 
-    /// [`Spool::enqueue_all_with`] plus webhook events of the reception, numbered and stored in the
-    /// same synced batch.
+    /// [`Spool::enqueue_all`] with what rides in the same synced batch, stored if and only if the
+    /// messages are: counter increments (the reception's usage counts), control records (an HTTP
+    /// injection's idempotency record) and webhook events of the reception (numbered by the writer).
     pub async fn enqueue_with_extras(
         &self,
         messages: Vec<NewMessage>,

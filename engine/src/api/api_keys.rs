@@ -193,9 +193,7 @@ pub async fn create(
     principal.check_tenant(&state, &tenant)?;
     let now_ms = timefmt::unix_millis(std::time::SystemTime::now());
     let api = Arc::clone(&state);
-    let created = tokio::task::spawn_blocking(move || api.auth.keys.create(&tenant, now_ms))
-        .await
-        .map_err(|join| ApiError::internal(join.to_string()))??;
+    let created = super::off_runtime(move || api.auth.keys.create(&tenant, now_ms)).await?;
     let (record, secret) = created;
     let body = json!({
         "id": record.id,

@@ -98,7 +98,7 @@ pub async fn add(
     }
     let api = Arc::clone(&state);
     let (name, host, key) = (tenant.clone(), domain.clone(), selector.clone());
-    let record = tokio::task::spawn_blocking(move || -> Result<DnsRecord, ApiError> {
+    let record = super::off_runtime(move || -> Result<DnsRecord, ApiError> {
         let mut current = api.registry.existing(&name)?;
         let store = KeyStore::new(&api.config.load().dkim.key_dir);
         let record = match store.dns_record(&host, &key) {
@@ -114,8 +114,7 @@ pub async fn add(
         }
         Ok(record)
     })
-    .await
-    .map_err(|join| ApiError::internal(join.to_string()))??;
+    .await?;
     let body = json!({"domain": domain, "selector": selector, "records": records(&config, &domain, &record)});
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
@@ -185,7 +184,7 @@ pub async fn remove(
     principal.check_tenant(&state, &tenant)?;
     let domain = domain.trim().trim_end_matches('.').to_ascii_lowercase();
     let api = Arc::clone(&state);
-    tokio::task::spawn_blocking(move || -> Result<(), ApiError> {
+    super::off_runtime(move || -> Result<(), ApiError> {
         let mut current = api.registry.existing(&tenant)?;
         if !current.sender_domains.contains(&domain) {
             return Err(ApiError::not_found(format!(
@@ -202,7 +201,6 @@ pub async fn remove(
         api.registry.replace(&tenant, current)?;
         Ok(())
     })
-    .await
-    .map_err(|join| ApiError::internal(join.to_string()))??;
+    .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -283,6 +283,18 @@ async fn blocking<T: Send + 'static>(
         .unwrap_or_else(|join| Err(SpoolError::Storage(format!("spool task failed: {join}"))))
 }
 
+/// Runs a blocking call off the async runtime; its error (or a failed task) becomes the answer.
+async fn off_runtime<T, E>(call: impl FnOnce() -> Result<T, E> + Send + 'static) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    E: Into<ApiError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(call)
+        .await
+        .map_err(|join| ApiError::internal(join.to_string()))?
+        .map_err(Into::into)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -84,9 +84,7 @@ pub async fn create(
     let tenant: ApiTenant = serde_json::from_slice(&body).map_err(|error| ApiError::from_json(&error))?;
     let created = timefmt::rfc3339_millis(timefmt::unix_millis(std::time::SystemTime::now()));
     let registry = Arc::clone(&state.registry);
-    let tenant = tokio::task::spawn_blocking(move || registry.create(tenant, created))
-        .await
-        .map_err(|join| ApiError::internal(join.to_string()))??;
+    let tenant = super::off_runtime(move || registry.create(tenant, created)).await?;
     apply_rates(&state);
     Ok((StatusCode::CREATED, Json(api_json(&tenant))).into_response())
 }
@@ -178,7 +176,7 @@ pub async fn patch(
     principal.require_admin()?;
     let patch: TenantPatch = serde_json::from_slice(&body).map_err(|error| ApiError::from_json(&error))?;
     let registry = Arc::clone(&state.registry);
-    let changed = tokio::task::spawn_blocking(move || {
+    let changed = super::off_runtime(move || {
         let mut current = registry.existing(&tenant)?;
         current.sender_domains = patch.sender_domains.unwrap_or(current.sender_domains);
         current.dsn = patch.dsn.unwrap_or(current.dsn);
@@ -189,8 +187,7 @@ pub async fn patch(
         current.max_message_rate = patch.max_message_rate.unwrap_or(current.max_message_rate);
         registry.replace(&tenant, current)
     })
-    .await
-    .map_err(|join| ApiError::internal(join.to_string()))??;
+    .await?;
     apply_rates(&state);
     Ok(Json(api_json(&changed)).into_response())
 }
@@ -209,13 +206,12 @@ pub async fn delete(
 ) -> Result<Response, ApiError> {
     principal.require_admin()?;
     let api = Arc::clone(&state);
-    tokio::task::spawn_blocking(move || -> Result<(), ApiError> {
+    super::off_runtime(move || -> Result<(), ApiError> {
         api.registry.delete(&tenant)?;
         api.auth.keys.delete_tenant(&tenant)?;
         Ok(())
     })
-    .await
-    .map_err(|join| ApiError::internal(join.to_string()))??;
+    .await?;
     apply_rates(&state);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -251,7 +247,7 @@ pub async fn create_login(
     let created = timefmt::rfc3339_millis(timefmt::unix_millis(std::time::SystemTime::now()));
     let registry = Arc::clone(&state.registry);
     let (name, secret, when) = (username.clone(), password.clone(), created.clone());
-    tokio::task::spawn_blocking(move || -> Result<(), ApiError> {
+    super::off_runtime(move || -> Result<(), ApiError> {
         let password_hash = crate::smtp::auth::hash_password(secret.as_bytes())
             .map_err(|error| ApiError::internal(format!("hashing failed: {error}")))?;
         let login = SmtpLogin {
@@ -261,8 +257,7 @@ pub async fn create_login(
         };
         Ok(registry.add_login(&name, login)?)
     })
-    .await
-    .map_err(|join| ApiError::internal(join.to_string()))??;
+    .await?;
     let body = json!({"username": username, "password": password, "created": created});
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
@@ -329,9 +324,7 @@ pub async fn delete_login(
     }
     let registry = Arc::clone(&state.registry);
     let (name, user) = (tenant.clone(), username.clone());
-    let deleted = tokio::task::spawn_blocking(move || registry.delete_login(&name, &user))
-        .await
-        .map_err(|join| ApiError::internal(join.to_string()))??;
+    let deleted = super::off_runtime(move || registry.delete_login(&name, &user)).await?;
     if deleted {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {

@@ -91,9 +91,7 @@ pub async fn create(
     };
     let webhooks = Arc::clone(&state.webhooks);
     let stored = hook.clone();
-    tokio::task::spawn_blocking(move || webhooks.add(stored))
-        .await
-        .map_err(|join| ApiError::internal(join.to_string()))??;
+    super::off_runtime(move || webhooks.add(stored)).await?;
     let answer = json!({"id": hook.id, "url": hook.url, "events": hook.events, "created": hook.created,
         "secret": hook.secret});
     Ok((StatusCode::CREATED, Json(answer)).into_response())
@@ -134,9 +132,7 @@ pub async fn delete(
     principal.check_tenant(&state, &tenant)?;
     let webhooks = Arc::clone(&state.webhooks);
     let (t, i) = (tenant.clone(), id.clone());
-    let deleted = tokio::task::spawn_blocking(move || webhooks.delete(&t, &i))
-        .await
-        .map_err(|join| ApiError::internal(join.to_string()))??;
+    let deleted = super::off_runtime(move || webhooks.delete(&t, &i)).await?;
     if !deleted {
         return Err(ApiError::not_found(format!(
             "tenant {tenant:?} has no webhook {id:?}"
