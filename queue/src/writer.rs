@@ -53,6 +53,18 @@ pub(crate) struct Insertion {
     pub(crate) outbox: Vec<OutboxEvent>,
 }
 
+/// The column families a new message writes to (looked up once per batch).
+struct InsertCfs<'a> {
+    /// Bodies.
+    bodies: &'a rocksdb::ColumnFamily,
+    /// Envelopes.
+    envelopes: &'a rocksdb::ColumnFamily,
+    /// Counters.
+    counters: &'a rocksdb::ColumnFamily,
+    /// Control records.
+    controls: &'a rocksdb::ColumnFamily,
+}
+
 /// What an envelope update writes besides the envelope, in the same batch.
 #[derive(Debug, Default)]
 pub struct UpdateExtras {
@@ -372,6 +384,12 @@ impl Writer {
         let bodies = cf(&self.db, CF_BODIES)?;
         let counters = cf(&self.db, CF_COUNTERS)?;
         let histories = cf(&self.db, CF_HISTORY)?;
+        let cfs = InsertCfs {
+            bodies,
+            envelopes,
+            counters,
+            controls: cf(&self.db, CF_CONTROL)?,
+        };
         let mut write_batch = WriteBatch::default();
         let mut outcomes = Vec::with_capacity(batch.len());
         // Whether a message exists after the requests of this batch seen so far.
@@ -379,7 +397,7 @@ impl Writer {
         for request in batch {
             match &request.op {
                 Op::Insert(insertion) => {
-                    self.insert_into(&mut write_batch, insertion, appended)?;
+                    self.insert_into(&mut write_batch, &cfs, insertion, appended)?;
                     exists.insert(insertion.id, true);
                     outcomes.push(Ok(true));
                 }
@@ -426,7 +444,7 @@ impl Writer {
                 }
                 Op::InsertAll(insertions) => {
                     for insertion in insertions {
-                        self.insert_into(&mut write_batch, insertion, appended)?;
+                        self.insert_into(&mut write_batch, &cfs, insertion, appended)?;
                         exists.insert(insertion.id, true);
                     }
                     outcomes.push(Ok(true));
@@ -444,14 +462,14 @@ impl Writer {
     fn insert_into(
         &self,
         write_batch: &mut WriteBatch,
+        cfs: &InsertCfs<'_>,
         insertion: &Insertion,
         appended: &mut Vec<(String, u64)>,
     ) -> Result<(), SpoolError> {
-        insertion.put(write_batch, cf(&self.db, CF_BODIES)?, cf(&self.db, CF_ENVELOPES)?);
-        insertion.counts.put(write_batch, cf(&self.db, CF_COUNTERS)?);
-        let controls = cf(&self.db, CF_CONTROL)?;
+        insertion.put(write_batch, cfs.bodies, cfs.envelopes);
+        insertion.counts.put(write_batch, cfs.counters);
         for (key, value) in &insertion.control {
-            write_batch.put_cf(controls, key.as_bytes(), value);
+            write_batch.put_cf(cfs.controls, key.as_bytes(), value);
         }
         self.put_outbox(write_batch, &insertion.outbox, appended)
     }
