@@ -19,6 +19,8 @@ mod spec;
 mod validate;
 mod validate_rules;
 mod validate_shaping;
+mod validate_warmup;
+mod warmup;
 
 use std::path::Path;
 
@@ -40,6 +42,10 @@ pub use shaping::{
 pub use signing::{DkimConfig, DkimDomainConfig, MissingKeyAction, SuppressionConfig, UnsubscribeConfig};
 pub use spec::{ByteSize, HumanDuration};
 pub use validate::{RELAY_TENANT, check_domain};
+pub use validate_warmup::parse_start as parse_warmup_start;
+pub use warmup::{
+    HourWindow, Overflow, ReputationConfig, SourceWarmupConfig, WarmupConfig, WarmupPlanConfig,
+};
 
 /// The embedded default config: every field with a comment, loopback-only listeners, no tenants.
 /// `penguin-mta` writes it out for a new install; it is tested to parse and validate.
@@ -90,6 +96,10 @@ pub struct Config {
     pub shaping: ShapingConfig,
     /// `[webhooks]`: how tenants' webhook endpoints are called.
     pub webhooks: WebhooksConfig,
+    /// `[warmup]`: warm-up plans (`[[warmup.plan]]`) that `[[source]] warmup` refers to.
+    pub warmup: WarmupConfig,
+    /// `[reputation]`: DNS blocklist checks of the sources' addresses.
+    pub reputation: ReputationConfig,
 }
 
 /// `[webhooks]`: the delivery of events to the tenants' endpoints (made over the API).

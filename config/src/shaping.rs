@@ -38,6 +38,10 @@ pub struct SourceConfig {
     /// `"N/d"` (spread evenly, no burst). Use it to warm up a new IP. Default: no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_message_rate: Option<MessageRate>,
+    /// `{ plan = "standard", start = "2026-12-01" }`: the source is new and ramps its volume per
+    /// provider by that `[[warmup.plan]]` from that day. Default: none (the source is warm).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmup: Option<crate::warmup::SourceWarmupConfig>,
 }
 
 /// `[[pool]]`: a weighted group of sources. A message is sent through one source of its pool, chosen

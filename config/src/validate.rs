@@ -44,6 +44,7 @@ pub(crate) fn validate(config: &mut Config) -> Vec<ConfigError> {
     crate::signing::validate(config, &mut errors);
     crate::validate_shaping::validate(config, &mut errors);
     crate::validate_rules::validate(config, &mut errors);
+    crate::validate_warmup::validate(config, &mut errors);
     errors.0
 }
 

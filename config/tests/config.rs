@@ -145,10 +145,14 @@ fn embedded_default_mentions_every_field() {
             DEFAULT_CONFIG_TOML.contains(&format!("[{section}]")),
             "section {section}"
         );
-        for key in fields.keys() {
+        for (key, value) in &fields {
+            let array_of_tables = value
+                .as_array()
+                .is_some_and(|items| items.first().is_some_and(toml::Value::is_table));
             assert!(
                 DEFAULT_CONFIG_TOML.contains(&format!("\n{key} = "))
-                    || DEFAULT_CONFIG_TOML.contains(&format!("# {key} = ")),
+                    || DEFAULT_CONFIG_TOML.contains(&format!("# {key} = "))
+                    || (array_of_tables && DEFAULT_CONFIG_TOML.contains(&format!("[[{section}.{key}]]"))),
                 "{section}.{key}"
             );
         }
@@ -163,6 +167,22 @@ fn add_every_shaping_field(config: &mut Config) {
         ip: "192.0.2.2".parse().expect("ip"),
         ehlo_name: Some("mta2.example".into()),
         max_message_rate: rate,
+        warmup: Some(penguin_config::SourceWarmupConfig {
+            plan: "standard".into(),
+            start: "2026-12-01".into(),
+        }),
+    });
+    config.warmup.plan.push(penguin_config::WarmupPlanConfig {
+        name: "standard".into(),
+        daily: vec![50, 100],
+        provider_daily: [("microsoft".to_owned(), vec![20])].into(),
+        hours: Some(penguin_config::HourWindow { start: 8, end: 20 }),
+        timezone: "UTC".into(),
+        overflow: penguin_config::Overflow::Pool,
+        min_fill: penguin_config::Factor(0.8),
+        max_deferral_rate: penguin_config::Factor(0.1),
+        max_bounce_rate: penguin_config::Factor(0.05),
+        max_complaint_rate: penguin_config::Factor(0.001),
     });
     config.pool.push(PoolConfig {
         name: "warm".into(),

@@ -74,6 +74,12 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// IP warm-up plans: simulate a plan's ramp (no server needed).
+    Warmup {
+        /// The warmup subcommand.
+        #[command(subcommand)]
+        command: crate::warmup_cli::WarmupCommand,
+    },
     /// Commands that talk to a running server's HTTP API (traffic shaping).
     #[command(flatten)]
     Api(ApiCommand),
@@ -105,6 +111,7 @@ pub fn main() -> ExitCode {
         Command::Dkim { command } => dkim_cli::run(command),
         Command::Tenant { command } => crate::tenant_cli::run(command),
         Command::Campaign { command } => crate::campaign_cli::run(command),
+        Command::Warmup { command } => crate::warmup_cli::run(command),
         Command::Token {
             command: TokenCommand::Create { name },
         } => create_token(&name),

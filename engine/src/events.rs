@@ -88,6 +88,20 @@ pub enum EventKind {
     /// A queued recipient was removed without delivery (final, no DSN; `reason`: `campaign_cancelled`
     /// or `message_deleted`).
     Cancelled,
+    /// A warming source moved to its next step for a provider (`source`, `provider`, `step`, `cap`).
+    WarmupAdvanced,
+    /// A warming source stays on its step for a provider (`reason`: a quiet day, an operator hold, a
+    /// throttling reply that stops it until the next hour (`until`)).
+    WarmupHeld,
+    /// A warming source went back one step for a provider after an unhealthy day (`step`, `cap`,
+    /// `reason`: which rate was over its threshold).
+    WarmupSteppedBack,
+    /// Warning: a warming source's day went over a health threshold (`reason`), before the step back.
+    WarmupAlert,
+    /// A source's address is listed on a DNS blocklist (`source`, `zone`, `reason`: the TXT answer).
+    SourceListed,
+    /// A source's address is no longer listed on a DNS blocklist (`source`, `zone`).
+    SourceDelisted,
 }
 
 impl EventKind {
@@ -109,6 +123,12 @@ impl EventKind {
             EventKind::Cancelled => "cancelled",
             EventKind::WebhookFailed => "webhook_failed",
             EventKind::WebhookDropped => "webhook_dropped",
+            EventKind::WarmupAdvanced => "warmup_advanced",
+            EventKind::WarmupHeld => "warmup_held",
+            EventKind::WarmupSteppedBack => "warmup_stepped_back",
+            EventKind::WarmupAlert => "warmup_alert",
+            EventKind::SourceListed => "source_listed",
+            EventKind::SourceDelisted => "source_delisted",
         }
     }
 }
@@ -191,6 +211,12 @@ pub struct Event {
     pub rate_before: Option<f64>,
     /// The rate after it.
     pub rate_after: Option<f64>,
+    /// A warm-up step (1 = the plan's first; warm-up events).
+    pub step: Option<u32>,
+    /// A warm-up daily cap (warm-up events; null = warm, no cap).
+    pub cap: Option<u64>,
+    /// A DNS blocklist zone (`source_listed`, `source_delisted`).
+    pub zone: Option<String>,
     /// Its webhook copies were already stored with the change it reports (not serialised).
     #[serde(skip)]
     pub in_outbox: bool,
@@ -228,6 +254,9 @@ impl Event {
             until: None,
             rate_before: None,
             rate_after: None,
+            step: None,
+            cap: None,
+            zone: None,
             in_outbox: false,
         }
     }

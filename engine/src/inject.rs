@@ -14,7 +14,7 @@ use minijinja::{Environment, UndefinedBehavior};
 use serde::{Deserialize, Serialize};
 
 /// Header fields a request may not set: the builder writes them, or they steer the engine.
-const RESERVED_HEADERS: [&str; 15] = [
+const RESERVED_HEADERS: [&str; 16] = [
     "from",
     "to",
     "cc",
@@ -30,6 +30,7 @@ const RESERVED_HEADERS: [&str; 15] = [
     "received",
     "return-path",
     "x-pool",
+    "x-warmup-priority",
 ];
 
 /// `POST /v1/messages` (and `/v1/messages/preview`).
@@ -76,6 +77,21 @@ pub struct InjectRecipient {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub variables: serde_json::Map<String, serde_json::Value>,
+    /// `"high"` for an engaged recipient (like `X-Warmup-Priority: high`): a warming source's
+    /// capacity goes to such mail first. Default `"normal"`.
+    #[serde(default)]
+    pub warmup_priority: WarmupPriority,
+}
+
+/// The warm-up priority of an injected recipient.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum WarmupPriority {
+    /// Overflows first when a warming source is at its cap.
+    #[default]
+    Normal,
+    /// Preferred for a warming source's capacity.
+    High,
 }
 
 /// A refused part of a request: the field and why.

@@ -20,6 +20,7 @@ pub mod inject;
 pub mod metrics;
 pub mod queue_cli;
 pub mod reload;
+pub mod reputation;
 pub mod server;
 pub mod shaping_cli;
 pub mod smtp;
@@ -29,6 +30,8 @@ pub mod timefmt;
 pub mod tls;
 pub mod unsubscribe;
 pub mod usage;
+pub mod warmup;
+pub mod warmup_cli;
 pub mod webhooks;
 
 pub use server::{Listeners, ServeError, serve, serve_with_reload};

@@ -56,6 +56,15 @@ pub struct SourceProviderLabels {
     pub provider: String,
 }
 
+/// Label set of the DNS blocklist gauge: per egress source and blocklist zone (both from the config).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceZoneLabels {
+    /// Egress source name.
+    pub source: String,
+    /// DNS blocklist zone.
+    pub zone: String,
+}
+
 /// Label set of the address-level events (suppression, unsubscribe, unsigned mail).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TenantEventLabels {
@@ -119,6 +128,14 @@ pub struct Metrics {
     pub throttled_replies: Family<SourceProviderLabels, Counter>,
     /// Rate changes of the closed loop and the rules, per source and provider.
     pub shaping_adjustments: Family<SourceProviderLabels, Counter>,
+    /// 1 while a source's address is listed on a DNS blocklist zone, else 0 (set by the checker).
+    pub source_listed: Family<SourceZoneLabels, Gauge>,
+    /// A warming source's cap today per provider (set at scrape time; no series when warm).
+    pub warmup_cap: Family<SourceProviderLabels, Gauge>,
+    /// A warming source's messages sent today per provider (set at scrape time).
+    pub warmup_sent_today: Family<SourceProviderLabels, Gauge>,
+    /// A warming source's step per provider, 1 = the plan's first (set at scrape time).
+    pub warmup_step: Family<SourceProviderLabels, Gauge>,
 }
 
 impl Metrics {
@@ -151,6 +168,10 @@ impl Metrics {
             suspensions: Gauge::default(),
             throttled_replies: Family::default(),
             shaping_adjustments: Family::default(),
+            source_listed: Family::default(),
+            warmup_cap: Family::default(),
+            warmup_sent_today: Family::default(),
+            warmup_step: Family::default(),
         };
         metrics.register_all();
         metrics
@@ -282,6 +303,58 @@ impl Metrics {
             "Rate changes by the closed loop and the rules",
             self.shaping_adjustments.clone(),
         );
+        r.register(
+            "source_listed",
+            "1 while the source's address is listed on the DNS blocklist zone, else 0",
+            self.source_listed.clone(),
+        );
+        r.register(
+            "warmup_cap",
+            "A warming source's cap today for the provider",
+            self.warmup_cap.clone(),
+        );
+        r.register(
+            "warmup_sent_today",
+            "Messages a warming source sent to the provider today",
+            self.warmup_sent_today.clone(),
+        );
+        r.register(
+            "warmup_step",
+            "A warming source's step for the provider (1 = the plan's first)",
+            self.warmup_step.clone(),
+        );
+    }
+
+    /// Sets the warm-up gauges from the warm-up status (at scrape time); warm pairs have no series.
+    pub fn set_warmup(&self, rows: &[crate::warmup::WarmupRow]) {
+        self.warmup_cap.clear();
+        self.warmup_sent_today.clear();
+        self.warmup_step.clear();
+        for row in rows {
+            let (Some(cap), Some(step)) = (row.cap_today, row.step) else {
+                continue;
+            };
+            let labels = SourceProviderLabels {
+                source: row.source.clone(),
+                provider: row.provider.clone(),
+            };
+            self.warmup_cap
+                .get_or_create(&labels)
+                .set(i64::try_from(cap).unwrap_or(i64::MAX));
+            self.warmup_sent_today
+                .get_or_create(&labels)
+                .set(i64::try_from(row.sent_today).unwrap_or(i64::MAX));
+            self.warmup_step.get_or_create(&labels).set(i64::from(step));
+        }
+    }
+
+    /// Sets `penguin_source_listed` of (`source`, `zone`).
+    pub fn set_source_listed(&self, source: &str, zone: &str, listed: bool) {
+        let labels = SourceZoneLabels {
+            source: source.to_string(),
+            zone: zone.to_string(),
+        };
+        self.source_listed.get_or_create(&labels).set(i64::from(listed));
     }
 
     /// Sets the shaping gauges from the scheduler's totals (at scrape time): per (source, provider),
@@ -340,7 +413,13 @@ impl Metrics {
             | EventKind::Resumed
             | EventKind::Cancelled
             | EventKind::WebhookFailed
-            | EventKind::WebhookDropped => None,
+            | EventKind::WebhookDropped
+            | EventKind::WarmupAdvanced
+            | EventKind::WarmupHeld
+            | EventKind::WarmupSteppedBack
+            | EventKind::WarmupAlert
+            | EventKind::SourceListed
+            | EventKind::SourceDelisted => None,
         }
     }
 }

@@ -18,6 +18,7 @@ use crate::event_log::EventLog;
 use crate::events::{EventBus, EventSink};
 use crate::metrics::{CommitMetrics, Metrics};
 use crate::reload::{ReloadError, ReloadReport, Reloader};
+use crate::reputation::{Checker, CheckerParts, Reputation};
 use crate::smtp::auth::SharedTenants;
 use crate::smtp::connection::ConnectionContext;
 use crate::smtp::finish::{Finisher, UnsubscribeLinks};
@@ -223,12 +224,20 @@ pub async fn serve_with_clock(
     if loaded > 0 {
         tracing::info!(campaigns = loaded, "campaign states in force");
     }
+    let warmup = crate::warmup::Warmup::load(
+        &config,
+        Arc::clone(&spool),
+        Arc::clone(&shaping.scheduler),
+        events.clone(),
+        Arc::clone(&clock),
+    )?;
     let reloader = Arc::new(Reloader::new(
         config_path.clone(),
         Arc::clone(&running),
         Arc::clone(&finisher),
         Arc::clone(&registry),
     ));
+    let (reputation, checker) = reputation_checker(&config, &shaping, &events, &metrics, &wakeup)?;
     let api_state = ApiState {
         metrics: Arc::clone(&metrics),
         spool: Arc::clone(&spool),
@@ -250,6 +259,8 @@ pub async fn serve_with_clock(
             hostname: config.smtp.hostname.clone(),
         }),
         webhooks: Arc::clone(&webhooks),
+        reputation,
+        warmup: warmup.clone(),
         auth: api::Authenticator::new(api::api_keys::ApiKeys::load(Arc::clone(&spool))?, &config),
     };
     let services = ReceptionServices {
@@ -283,6 +294,10 @@ pub async fn serve_with_clock(
         stopped.clone(),
         &mut tasks,
     )?;
+    if let Some(checker) = checker {
+        tasks.spawn(checker.run(stopped.clone()));
+    }
+    tasks.spawn(warmup.run(stopped.clone()));
     tasks.spawn(on_sighup(event_log.clone(), reloader, stopped.clone()));
     shutdown.await;
     tracing::info!("shutting down: no new connections, finishing transactions and deliveries in flight");
@@ -338,6 +353,28 @@ fn delivery_side(
         clock,
     };
     Ok((delivery, shaping))
+}
+
+/// The sources' blocklist state and, when `[reputation] dnsbl` names zones, its checker (spawned with
+/// the other tasks).
+fn reputation_checker(
+    config: &Config,
+    shaping: &ShapingState,
+    events: &EventBus,
+    metrics: &Arc<Metrics>,
+    wakeup: &Arc<Notify>,
+) -> Result<(Reputation, Option<Checker>), ServeError> {
+    let reputation = Reputation::new();
+    let parts = CheckerParts {
+        reputation: reputation.clone(),
+        scheduler: Arc::clone(&shaping.scheduler),
+        events: events.clone(),
+        metrics: Arc::clone(metrics),
+        clock: Arc::clone(&shaping.clock),
+        wakeup: Arc::clone(wakeup),
+    };
+    let checker = Checker::new(config, parts).map_err(delivery::setup::SetupError::from)?;
+    Ok((reputation, checker))
 }
 
 /// Starts the HTTP listeners: the control API and the public one.

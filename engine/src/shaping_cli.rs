@@ -52,10 +52,10 @@ pub struct ApiArgs {
 pub struct ListArgs {
     /// Where the API is.
     #[command(flatten)]
-    api: ApiArgs,
+    pub(crate) api: ApiArgs,
     /// Print the API's JSON instead of a table.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 /// `suspend`: the scope (at least one of tenant, campaign, domain, provider, source), how long, why.

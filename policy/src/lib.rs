@@ -5,6 +5,7 @@ pub mod auth_throttle;
 pub mod classify;
 pub mod retry;
 pub mod shaping;
+pub mod warmup;
 
 pub use auth_throttle::{AuthThrottle, AuthThrottleRule, ThrottleDecision};
 pub use classify::{
@@ -14,4 +15,8 @@ pub use retry::{RetryDecision, RetrySchedule};
 pub use shaping::{
     Adaptive, AdaptiveSettings, Candidate, DeliveryKey, Gcra, ProviderTable, Rate, RateChange, RateWindow,
     ReplyMatcher, Rule, RuleAction, RuleScope, SmoothWeighted, SuspensionScope, Trigger, TriggerCounter,
+};
+pub use warmup::{
+    DayTally, DayVerdict, Health, MIN_HEALTH_SAMPLE, Plan as WarmupPlan, SimulatedDay, judge_day, next_step,
+    simulate as simulate_warmup,
 };

@@ -24,6 +24,7 @@ fn message(ids: &IdGenerator, n: u64) -> NewMessage {
         next_attempt_at_ms: id.created_at_micros() / 1000,
         smtputf8: false,
         eight_bit: false,
+        warmup_priority: false,
     };
     NewMessage {
         id,

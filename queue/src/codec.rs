@@ -3,7 +3,7 @@
 //! Version 1 layout (varint = unsigned LEB128, at most 10 bytes; string = varint length + UTF-8 bytes):
 //!
 //! ```text
-//! u8 version (1) | u8 flags (bit 0 smtputf8, bit 1 eight_bit, bit 2 pool) | varint size
+//! u8 version (1) | u8 flags (bit 0 smtputf8, bit 1 eight_bit, bit 2 pool, bit 3 warm-up priority) | varint size
 //! | varint received_at_ms | varint next_attempt_at_ms | string tenant | string campaign
 //! | [string pool, only with flag bit 2] | string sender | varint recipient count
 //! | per recipient: string address, u8 state (0 queued, 1 delivered, 2 bounced, 3 expired, 4 cancelled), varint attempts
@@ -25,7 +25,9 @@ const FLAG_SMTPUTF8: u8 = 1;
 const FLAG_EIGHT_BIT: u8 = 2;
 /// A pool name follows the campaign.
 const FLAG_POOL: u8 = 4;
-const KNOWN_FLAGS: u8 = FLAG_SMTPUTF8 | FLAG_EIGHT_BIT | FLAG_POOL;
+/// `X-Warmup-Priority: high` (a flag only: older records decode as normal priority).
+const FLAG_WARMUP_PRIORITY: u8 = 8;
+const KNOWN_FLAGS: u8 = FLAG_SMTPUTF8 | FLAG_EIGHT_BIT | FLAG_POOL | FLAG_WARMUP_PRIORITY;
 /// The fewest bytes one encoded recipient takes (empty address, state, attempts).
 const MIN_RECIPIENT_BYTES: usize = 3;
 
@@ -84,6 +86,9 @@ pub fn encode(envelope: &Envelope) -> Vec<u8> {
     if !envelope.pool.is_empty() {
         flags |= FLAG_POOL;
     }
+    if envelope.warmup_priority {
+        flags |= FLAG_WARMUP_PRIORITY;
+    }
     out.push(flags);
     put_varint(&mut out, envelope.size);
     put_varint(&mut out, envelope.received_at_ms);
@@ -139,6 +144,7 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope, DecodeError> {
         next_attempt_at_ms: head.next_attempt_at_ms,
         smtputf8: head.flags & FLAG_SMTPUTF8 != 0,
         eight_bit: head.flags & FLAG_EIGHT_BIT != 0,
+        warmup_priority: head.flags & FLAG_WARMUP_PRIORITY != 0,
     })
 }
 

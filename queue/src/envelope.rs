@@ -75,6 +75,8 @@ pub struct Envelope {
     pub smtputf8: bool,
     /// BODY=8BITMIME was given or the body has a byte above 127.
     pub eight_bit: bool,
+    /// `X-Warmup-Priority: high` (an engaged recipient): preferred for a warming source's capacity.
+    pub warmup_priority: bool,
 }
 
 impl Envelope {
@@ -167,6 +169,7 @@ mod tests {
             next_attempt_at_ms: 1,
             smtputf8: false,
             eight_bit: false,
+            warmup_priority: false,
         }
     }
 

@@ -222,6 +222,7 @@ mod tests {
             next_attempt_at_ms: 100_000 - u64::from(n),
             smtputf8: false,
             eight_bit: false,
+            warmup_priority: false,
         }
     }
 

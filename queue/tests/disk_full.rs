@@ -18,6 +18,7 @@ fn message(ids: &IdGenerator, body_len: usize) -> NewMessage {
         next_attempt_at_ms: 1,
         smtputf8: false,
         eight_bit: false,
+        warmup_priority: false,
     };
     // Incompressible, so that LZ4 does not make room.
     let mut state = id.sequence() as u64 | 1;

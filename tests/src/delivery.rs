@@ -220,13 +220,16 @@ impl DeliveryWorld {
 }
 
 /// Applies the egress and shaping sections of a TOML snippet (`[[source]]`, `[[pool]]`,
-/// `[[provider]]`, `[shaping]` with its tables) to `config`; panics if the snippet is invalid.
+/// `[[provider]]`, `[shaping]` with its tables, `[warmup]`, `[reputation]`) to `config`; panics if the
+/// snippet is invalid.
 pub fn apply_shaping(config: &mut Config, toml: &str) {
     let snippet = Config::from_toml_str(toml).unwrap_or_else(|e| panic!("shaping snippet: {e}\n{toml}"));
     config.source = snippet.source;
     config.pool = snippet.pool;
     config.provider = snippet.provider;
     config.shaping = snippet.shaping;
+    config.warmup = snippet.warmup;
+    config.reputation = snippet.reputation;
 }
 
 impl DeliveryWorld {

@@ -100,6 +100,11 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/tenants/{tenant}/webhooks"),
     ("POST", "/v1/tenants/{tenant}/webhooks"),
     ("DELETE", "/v1/tenants/{tenant}/webhooks/{id}"),
+    ("GET", "/v1/warmup"),
+    ("PUT", "/v1/sources/{source}/warmup"),
+    ("DELETE", "/v1/sources/{source}/warmup"),
+    ("POST", "/v1/sources/{source}/warmup/hold"),
+    ("POST", "/v1/sources/{source}/warmup/resume"),
 ];
 
 /// An injection as acme (the tenant named, so an admin token may send it too).
@@ -133,6 +138,39 @@ fn cases(who: &str, domain_suspension: &str, spare_key: &str, message: &str) -> 
     let address = format!("/v1/tenants/acme/suppressions/{who}@x.example");
     vec![
         case("GET", "/v1/shaping", "", Some(200), Some(403), 403),
+        case("GET", "/v1/warmup", "", Some(200), Some(403), 403),
+        case(
+            "PUT",
+            "/v1/sources/default/warmup",
+            r#"{"plan":"none","start":"2026-12-01"}"#,
+            Some(400),
+            Some(403),
+            403,
+        ),
+        case(
+            "DELETE",
+            "/v1/sources/default/warmup",
+            "",
+            Some(404),
+            Some(403),
+            403,
+        ),
+        case(
+            "POST",
+            "/v1/sources/default/warmup/hold",
+            "",
+            Some(404),
+            Some(403),
+            403,
+        ),
+        case(
+            "POST",
+            "/v1/sources/default/warmup/resume",
+            "",
+            Some(404),
+            Some(403),
+            403,
+        ),
         case("POST", "/v1/reload", "", Some(409), Some(403), 403),
         case(
             "GET",

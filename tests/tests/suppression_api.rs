@@ -343,6 +343,14 @@ impl InProcess {
         let registry = penguin_mta::tenants::TenantRegistry::load(Arc::clone(&spool), Arc::clone(&config))
             .expect("tenants");
         let shaping = shaping_state(&spool);
+        let warmup = penguin_mta::warmup::Warmup::load(
+            &penguin_config::Config::embedded_default(),
+            Arc::clone(&spool),
+            Arc::clone(&shaping.scheduler),
+            EventBus::default(),
+            Arc::clone(&shaping.clock),
+        )
+        .expect("warm-up");
         let state = ApiState {
             metrics: Arc::new(Metrics::new()),
             spool: Arc::clone(&spool),
@@ -370,6 +378,8 @@ impl InProcess {
                 &penguin_config::Config::embedded_default(),
             ),
             registry: Arc::new(registry),
+            reputation: penguin_mta::reputation::Reputation::new(),
+            warmup,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("address");

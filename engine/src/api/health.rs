@@ -27,6 +27,8 @@ pub async fn metrics(State(state): State<Arc<ApiState>>) -> impl IntoResponse {
         .queue_messages
         .set(state.spool.queued_messages() as i64);
     shaping::refresh_metrics(&state);
+    let rows = state.warmup.status(None);
+    state.metrics.set_warmup(&rows);
     (
         [(
             header::CONTENT_TYPE,

@@ -418,6 +418,7 @@ fn build_one(
             next_attempt_at_ms: now_ms,
             smtputf8: !address.is_ascii() || !checked.from.address.is_ascii(),
             eight_bit: body.iter().any(|&b| b > 127),
+            warmup_priority: recipient.warmup_priority == inject::WarmupPriority::High,
         },
         body,
     };

@@ -38,6 +38,7 @@ mod suppression_files;
 mod suppressions;
 mod tenants;
 mod usage;
+mod warmup;
 mod webhooks;
 
 pub use auth::{Authenticator, Principal};
@@ -80,6 +81,10 @@ pub struct ApiState {
     pub injection: Arc<inject::Injection>,
     /// The tenants' webhook endpoints.
     pub webhooks: Arc<crate::webhooks::Webhooks>,
+    /// The sources' DNS blocklist listings (empty without `[reputation] dnsbl`).
+    pub reputation: crate::reputation::Reputation,
+    /// The warm-up service.
+    pub warmup: crate::warmup::Warmup,
 }
 
 impl ApiState {
@@ -173,6 +178,10 @@ pub fn router_and_doc(state: Arc<ApiState>) -> (Router, utoipa::openapi::OpenApi
         .routes(routes!(webhooks::delete))
         .routes(routes!(messages::get, messages::delete))
         .routes(routes!(messages::retry))
+        .routes(routes!(warmup::status))
+        .routes(routes!(warmup::start, warmup::declare_warm))
+        .routes(routes!(warmup::hold))
+        .routes(routes!(warmup::resume))
         .route_layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
             auth::require_token,

@@ -158,6 +158,16 @@ impl Delivery {
         }
         let mut events = self.outcome_events(work, names, &envelope, &body, &applied, now_ms);
         let mut extras = extras_of(&envelope, &applied, names, &work.pool, now_ms);
+        if let Some(names) = names {
+            let day = self.lock().warm_tally_day(work.lane, now_ms * 1000);
+            if let Some(day) = day {
+                let kinds = applied
+                    .events
+                    .iter()
+                    .filter_map(|event| usage::outcome_kind(event.kind));
+                crate::warmup::count_outcomes(&mut extras.counts, &names.source, &names.provider, day, kinds);
+            }
+        }
         // The webhooks' copies are stored with the outcomes they report.
         extras.outbox = self.events.outbox(&events);
         let in_outbox = !extras.outbox.is_empty();
@@ -327,6 +337,7 @@ impl Delivery {
             next_attempt_at_ms: now_ms,
             smtputf8: !envelope.sender.is_ascii(),
             eight_bit: false,
+            warmup_priority: false,
         };
         let message = NewMessage {
             id: dsn_id,

@@ -46,7 +46,7 @@ pub use self::cancel::Cancellations;
 use self::client::ClientSettings;
 use self::outcome::CancelReason;
 use self::routing::{RouteFailure, Router};
-use self::scheduler::{Item, Route, Scheduler};
+use self::scheduler::{Item, QueueKey, Route, Scheduler};
 use crate::clock::SharedClock;
 use crate::events::EventBus;
 use crate::smtp::finish::Finisher;
@@ -339,7 +339,10 @@ impl Delivery {
         for (domain, recipients) in by_domain {
             let item = Item {
                 id,
-                key: scheduler.queue_key(&envelope.tenant, &envelope.campaign, &domain),
+                key: QueueKey {
+                    high: envelope.warmup_priority,
+                    ..scheduler.queue_key(&envelope.tenant, &envelope.campaign, &domain)
+                },
                 pool,
                 recipients,
                 expires_at_us,

@@ -29,6 +29,7 @@ fn envelope(recipients: &[&str]) -> Envelope {
         next_attempt_at_ms: 1_000_000,
         smtputf8: false,
         eight_bit: false,
+        warmup_priority: false,
     }
 }
 

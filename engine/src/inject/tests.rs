@@ -19,6 +19,7 @@ fn recipient(address: &str, variables: serde_json::Value) -> InjectRecipient {
     InjectRecipient {
         address: address.into(),
         variables: variables.as_object().cloned().unwrap_or_default(),
+        warmup_priority: Default::default(),
     }
 }
 

@@ -158,10 +158,19 @@ pub fn pool_of(content: &[u8]) -> Result<Option<String>, BadPool> {
     }
 }
 
-/// Header fields that steer penguin-mta and are never delivered: the campaign and the pool.
-const CONTROL_FIELDS: [&[u8]; 2] = [b"x-campaign-id", b"x-pool"];
+/// Whether the message's first `X-Warmup-Priority` field says `high` (any case): the platform marks
+/// engaged recipients so that a warming source's capacity goes to them first. Any other value is
+/// normal priority.
+pub fn warmup_priority_of(content: &[u8]) -> bool {
+    first_value(content, b"x-warmup-priority")
+        .is_some_and(|value| value.trim_ascii().eq_ignore_ascii_case(b"high"))
+}
 
-/// The content without its `X-Campaign-ID` and `X-Pool` fields (every occurrence, with their folded
+/// Header fields that steer penguin-mta and are never delivered: the campaign, the pool and the
+/// warm-up priority.
+const CONTROL_FIELDS: [&[u8]; 3] = [b"x-campaign-id", b"x-pool", b"x-warmup-priority"];
+
+/// The content without its `X-Campaign-ID`, `X-Pool` and `X-Warmup-Priority` fields (every occurrence, with their folded
 /// lines), or `None` when it has neither (nothing is copied then).
 pub fn strip_control_fields(content: &[u8]) -> Option<Vec<u8>> {
     let mut spans: Vec<(usize, usize)> = Vec::new();
@@ -261,6 +270,28 @@ mod tests {
             b"Subject: a\r\nFrom: <a@b>\r\n\r\nX-Pool: body stays\r\n".to_vec()
         );
         assert_eq!(strip_control_fields(b"Subject: x\r\n\r\nX-Pool: body\r\n"), None);
+        assert_eq!(
+            strip_control_fields(b"X-Warmup-Priority: high\r\nSubject: x\r\n\r\nbody\r\n"),
+            Some(b"Subject: x\r\n\r\nbody\r\n".to_vec())
+        );
+    }
+
+    #[test]
+    fn warmup_priority_is_high_only_when_it_says_so() {
+        for (content, high) in [
+            (&b"X-Warmup-Priority: high\r\n\r\n"[..], true),
+            (b"x-warmup-priority:  HIGH \r\n\r\n", true),
+            (b"X-Warmup-Priority: low\r\n\r\n", false),
+            (b"Subject: x\r\n\r\nX-Warmup-Priority: high\r\n", false),
+            (b"Subject: x\r\n\r\n", false),
+        ] {
+            assert_eq!(
+                warmup_priority_of(content),
+                high,
+                "{:?}",
+                String::from_utf8_lossy(content)
+            );
+        }
     }
 
     #[test]

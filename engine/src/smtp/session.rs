@@ -591,10 +591,13 @@ impl Session {
             Ok(pool) => pool.or_else(|| tenant.default_pool.clone()).unwrap_or_default(),
             Err(headers::BadPool(value)) => return Step::Reply(replies::pool_refused(&value, &tenant.name)),
         };
-        // The campaign and pool steer delivery; recipients never see them (nor are they signed).
+        let warmup_priority = headers::warmup_priority_of(&content);
+        // The campaign, pool and priority steer delivery; recipients never see them (nor are they
+        // signed).
         let content = headers::strip_control_fields(&content).unwrap_or(content);
         let mut accepted = self.accepted(transaction, tenant, campaign, content, checks.eight_bit, now);
         accepted.message.envelope.pool = pool;
+        accepted.message.envelope.warmup_priority = warmup_priority;
         Step::Enqueue(Box::new(accepted))
     }
 
@@ -646,6 +649,7 @@ impl Session {
             next_attempt_at_ms: received_at_ms,
             smtputf8: transaction.smtputf8,
             eight_bit: eight_bit || transaction.eight_bit_mime,
+            warmup_priority: false,
         };
         Accepted {
             tenant,

@@ -15,6 +15,7 @@ fn sample(recipients: Vec<Recipient>) -> Envelope {
         next_attempt_at_ms: 1_764_000_000_000,
         smtputf8: false,
         eight_bit: false,
+        warmup_priority: false,
     }
 }
 
@@ -47,6 +48,7 @@ fn table() -> Vec<Envelope> {
             next_attempt_at_ms: u64::MAX,
             smtputf8: true,
             eight_bit: true,
+            warmup_priority: true,
         },
     ];
     let mut only_eight_bit = sample(vec![r("x@y.z", RecipientState::Queued, 2)]);
@@ -135,8 +137,8 @@ fn malformed_records_give_specific_errors() {
     cases.push((version, DecodeError::UnsupportedVersion(2)));
 
     let mut flags = good.clone();
-    flags[1] = 0x89;
-    cases.push((flags, DecodeError::UnknownFlags(0x88)));
+    flags[1] = 0x91;
+    cases.push((flags, DecodeError::UnknownFlags(0x90)));
 
     let mut trailing = good.clone();
     trailing.extend_from_slice(&[0, 0]);

@@ -59,6 +59,7 @@ pub fn envelope(id: MessageId, size: u64) -> Envelope {
         next_attempt_at_ms: received_at_ms + u64::from(n % 13),
         smtputf8: n.is_multiple_of(2),
         eight_bit: n.is_multiple_of(4),
+        warmup_priority: n.is_multiple_of(3),
     }
 }
 

@@ -14,6 +14,10 @@ use super::names::{ConnId, LaneId, SourceId};
 use super::settings::SourceSettings;
 use super::{Route, Scheduler, Work};
 
+/// Longest wait for a warming source's next opening that a connection spends open; a longer one
+/// closes it (the next opening opens a new one).
+const WARM_WAIT_ON_CONNECTION_US: u64 = 5_000_000;
+
 /// What a connection is doing, as the scheduler counts it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Phase {
@@ -172,6 +176,14 @@ impl Scheduler {
         if self.stopping || self.lane_hold(lane_id, now_us).is_some() {
             return true;
         }
+        let lane = &self.lanes[lane_id.0 as usize];
+        // A warming source at its cap waits for hours, not on an open connection.
+        if self
+            .warm_gate(lane.source, lane.provider, now_us)
+            .is_some_and(|at| at > now_us + WARM_WAIT_ON_CONNECTION_US)
+        {
+            return true;
+        }
         let lane = &mut self.lanes[lane_id.0 as usize];
         if transactions >= lane.limits.max_deliveries_per_connection {
             return true;
@@ -276,6 +288,9 @@ impl Scheduler {
                 .or_default()
                 .take(rate, now_us);
         }
+        if !self.warmups.is_empty() {
+            self.warm_charge(source, provider, now_us);
+        }
     }
 
     /// The rate of `source`.
@@ -304,6 +319,9 @@ impl Scheduler {
             && let Some(gcra) = self.source_gcra.get(usize::from(lane.source.0))
         {
             at = at.max(gcra.earliest_us(now_us));
+        }
+        if let Some(gate) = self.warm_gate(lane.source, lane.provider, now_us) {
+            at = at.max(gate);
         }
         at
     }
@@ -428,8 +446,13 @@ impl Scheduler {
             }
         };
         consider(self.lanes[lane_id.0 as usize].adaptive.next_timer_us());
+        let lane = &self.lanes[lane_id.0 as usize];
+        let warm_gate = self.warm_gate(lane.source, lane.provider, now_us);
         if let Some(hold) = self.lane_hold(lane_id, now_us) {
             consider(Some(hold.until_us));
+            consider(self.expire_waiting(lane_id, now_us));
+        } else if let Some(gate) = warm_gate.filter(|_| self.lanes[lane_id.0 as usize].connections == 0) {
+            consider(Some(gate));
             consider(self.expire_waiting(lane_id, now_us));
         } else if self.wants_connection(lane_id) {
             consider(self.open_connections(lane_id, now_us, opens));

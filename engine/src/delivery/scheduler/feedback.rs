@@ -54,6 +54,7 @@ impl Scheduler {
             .map(|(index, rule)| (index, rule.name.clone(), rule.action, rule.trigger));
         let throttled = reply.class == BounceClass::RateLimited;
         let mut reduced = false;
+        let mut suspended = false;
         let mut effect = ReplyEffect::None;
         if let Some((index, name, action, trigger)) = matched {
             let lane = &mut self.lanes[lane_id.0 as usize];
@@ -65,6 +66,7 @@ impl Scheduler {
                             reason: format!("rule {name}: {line}"),
                         };
                         self.suspend_lane(lane_id, scope, hold, now_us);
+                        suspended = true;
                     }
                     RuleAction::Reduce { factor } => {
                         self.throttle(lane_id, factor, &format!("rule {name}"), false, now_us);
@@ -79,6 +81,9 @@ impl Scheduler {
                 }
             }
             self.lanes[lane_id.0 as usize].last_throttle = Some((now_us, line.clone()));
+        }
+        if throttled || reduced || suspended {
+            self.warm_throttled(lane_id, &line, now_us);
         }
         if throttled {
             if !reduced {

@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use penguin_policy::shaping::{Adaptive, Gcra, Rate, RateWindow, TriggerCounter};
 use penguin_queue::MessageId;
@@ -48,6 +49,43 @@ struct Fifo {
     items: VecDeque<Item>,
     /// `Some(t)`: held back until t (in `Lane::blocked`); `None`: in `Lane::ready` (when not empty).
     blocked_until: Option<u64>,
+}
+
+/// Items queued in all lanes of one (source, provider), by priority; shared by those lanes, so a
+/// warming source's capacity can count what it was already given without visiting every lane.
+#[derive(Debug, Default)]
+pub struct GroupQueued {
+    /// Normal priority.
+    normal: AtomicUsize,
+    /// `X-Warmup-Priority: high`.
+    high: AtomicUsize,
+}
+
+impl GroupQueued {
+    /// (high, normal) items queued now.
+    pub fn counts(&self) -> (usize, usize) {
+        (
+            self.high.load(Ordering::Relaxed),
+            self.normal.load(Ordering::Relaxed),
+        )
+    }
+
+    fn counter(&self, high: bool) -> &AtomicUsize {
+        if high { &self.high } else { &self.normal }
+    }
+
+    fn add(&self, item: &Item) {
+        self.counter(item.key.high).fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn remove(&self, item: &Item) {
+        // Never below zero, whatever the order of updates.
+        let _ = self
+            .counter(item.key.high)
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_sub(1))
+            });
+    }
 }
 
 /// A (source, site) ready queue.
@@ -97,11 +135,21 @@ pub struct Lane {
     pub triggers: HashMap<usize, TriggerCounter>,
     /// Whether the lane is on the scheduler's list of lanes to look at.
     pub dirty: bool,
+    /// The queued counts of its (source, provider).
+    pub group: Arc<GroupQueued>,
+    /// Its source is warming for its provider: `X-Warmup-Priority: high` FIFOs go first.
+    pub prefer_high: bool,
 }
 
 impl Lane {
     /// An empty lane.
-    pub fn new(source: SourceId, site: SiteId, provider: ProviderId, limits: LaneLimits) -> Lane {
+    pub fn new(
+        source: SourceId,
+        site: SiteId,
+        provider: ProviderId,
+        limits: LaneLimits,
+        group: Arc<GroupQueued>,
+    ) -> Lane {
         Lane {
             source,
             site,
@@ -125,6 +173,8 @@ impl Lane {
             last_throttle: None,
             triggers: HashMap::new(),
             dirty: false,
+            group,
+            prefer_high: false,
         }
     }
 
@@ -138,6 +188,7 @@ impl Lane {
         let key = item.key;
         let fifo = self.fifos.entry(key).or_default();
         let was_empty = fifo.items.is_empty();
+        self.group.add(&item);
         fifo.items.push_back(item);
         self.queued += 1;
         if was_empty && fifo.blocked_until.is_none() {
@@ -181,6 +232,12 @@ impl Lane {
     /// (`Ok`), or until when its FIFO is held back (`Err`). Returns the first item that may go, taken
     /// out; its FIFO goes to the back of the ring.
     pub fn take_next(&mut self, mut decide: impl FnMut(&Item) -> Result<(), u64>) -> Option<Item> {
+        if self.prefer_high
+            && let Some(position) = self.ready.iter().position(|key| key.high)
+            && position > 0
+        {
+            self.ready.rotate_left(position);
+        }
         for _ in 0..self.ready.len() {
             let key = self.ready.pop_front()?;
             let Some(fifo) = self.fifos.get_mut(&key) else {
@@ -202,6 +259,9 @@ impl Lane {
                 self.ready.push_back(key);
             }
             self.queued = self.queued.saturating_sub(1);
+            if let Some(item) = &item {
+                self.group.remove(item);
+            }
             return item;
         }
         None
@@ -216,6 +276,7 @@ impl Lane {
         self.ready.clear();
         self.blocked.clear();
         self.queued = 0;
+        items.iter().for_each(|item| self.group.remove(item));
         items
     }
 
@@ -233,7 +294,29 @@ impl Lane {
         self.ready.retain(|key| fifos.contains_key(key));
         self.blocked.retain(|(_, key)| fifos.contains_key(key));
         self.queued = self.queued.saturating_sub(taken.len());
+        taken.iter().for_each(|item| self.group.remove(item));
         taken
+    }
+
+    /// Takes out the newest normal-priority item (a high-priority one needs its place on a warming
+    /// source), if there is one.
+    pub fn take_newest_normal(&mut self) -> Option<Item> {
+        let key = *self
+            .fifos
+            .iter()
+            .filter(|(key, fifo)| !key.high && !fifo.items.is_empty())
+            .max_by_key(|(_, fifo)| fifo.items.back().map(|item| item.id))?
+            .0;
+        let fifo = self.fifos.get_mut(&key)?;
+        let item = fifo.items.pop_back()?;
+        if fifo.items.is_empty() {
+            self.fifos.remove(&key);
+            self.ready.retain(|k| *k != key);
+            self.blocked.retain(|(_, k)| *k != key);
+        }
+        self.queued = self.queued.saturating_sub(1);
+        self.group.remove(&item);
+        Some(item)
     }
 
     /// The items of the ready FIFOs (not the held-back ones), taken out: a connection failure to the
@@ -246,6 +329,7 @@ impl Lane {
             }
         }
         self.queued = self.queued.saturating_sub(taken.len());
+        taken.iter().for_each(|item| self.group.remove(item));
         taken
     }
 
@@ -268,6 +352,7 @@ mod tests {
             tenant: NameId(tenant),
             campaign: NameId(0),
             domain: NameId(0),
+            high: false,
         }
     }
 
@@ -289,7 +374,7 @@ mod tests {
             max_deliveries_per_connection: 100,
             max_recipients_per_transaction: 50,
         };
-        Lane::new(SourceId(0), SiteId(0), ProviderId(0), limits)
+        Lane::new(SourceId(0), SiteId(0), ProviderId(0), limits, Arc::default())
     }
 
     #[test]

@@ -28,6 +28,7 @@ mod names;
 mod operator;
 mod settings;
 mod view;
+mod warmup;
 
 #[cfg(test)]
 mod tests;
@@ -48,6 +49,7 @@ pub use names::{ConnId, LaneId, NameId, PoolId, ProviderId, QueueKey, SiteId, So
 pub use operator::{OperatorScope, OperatorSuspension, SuspensionError};
 pub use settings::{LaneLimits, PoolSettings, ProviderLimits, Settings, SourceSettings, TenantSettings};
 pub use view::{LaneTotals, QueueView, ShapingView};
+pub use warmup::{SourceWarmup, WarmOverflow, WarmRuntime};
 
 use lane::Lane;
 use names::Names;
@@ -97,6 +99,14 @@ struct ProviderLane {
     gcra: Gcra,
     /// Suspended by a rule for the whole provider.
     hold: Option<Hold>,
+    /// Items queued in the source's lanes of the provider, by priority.
+    group: Arc<lane::GroupQueued>,
+    /// The local day `warm_sent` counts (warming sources only).
+    warm_day: Option<jiff::civil::Date>,
+    /// Messages sent that day (warming sources only).
+    warm_sent: u64,
+    /// A throttling reply stopped the warming source for the provider until then, unix µs.
+    warm_stop_until_us: u64,
 }
 
 /// A message whose items are in the scheduler.
@@ -180,6 +190,8 @@ pub struct Scheduler {
     cancelled: Vec<Work>,
     /// Operator suspensions in force.
     suspensions: Vec<OperatorSuspension>,
+    /// Warming sources (set by the warm-up service).
+    warmups: HashMap<SourceId, SourceWarmup>,
     /// Where shaping events go.
     events: EventBus,
     /// Wakes the driver when it has work (a lane to look at).
@@ -219,6 +231,7 @@ impl Scheduler {
             expired: Vec::new(),
             cancelled: Vec::new(),
             suspensions: Vec::new(),
+            warmups: HashMap::new(),
             events,
             driver,
             stopping: false,
@@ -255,6 +268,7 @@ impl Scheduler {
             tenant: self.names.intern(tenant),
             campaign: self.names.intern(campaign),
             domain: self.names.intern(domain),
+            high: false,
         }
     }
 
@@ -269,7 +283,11 @@ impl Scheduler {
         let site = self.site(route, item.key.domain);
         let source = self.choose_source(&item, site, now_us);
         let lane_id = self.lane(source, site);
+        let high = item.key.high.then(|| item.clone());
         self.enqueue(lane_id, item);
+        if let Some(item) = high {
+            self.warm_make_room(lane_id, &item, now_us);
+        }
     }
 
     /// Appends an item to a lane and makes sure something will send it: an idle connection of the
@@ -322,7 +340,10 @@ impl Scheduler {
         let provider = self.sites[site.0 as usize].provider;
         let limits = self.settings.lane_limits(provider);
         let id = LaneId(u32::try_from(self.lanes.len()).unwrap_or(u32::MAX));
-        self.lanes.push(Lane::new(source, site, provider, limits));
+        let group = Arc::clone(&self.provider_lanes.entry((source, provider)).or_default().group);
+        let mut lane = Lane::new(source, site, provider, limits, group);
+        lane.prefer_high = self.warm_cap(source, provider).is_some();
+        self.lanes.push(lane);
         self.lane_ids.insert((source, site), id);
         id
     }
@@ -331,10 +352,19 @@ impl Scheduler {
     /// for it and preferring those that can send now (a source at its limit never holds back the
     /// others).
     fn choose_source(&mut self, item: &Item, site: SiteId, now_us: u64) -> SourceId {
+        let chosen = self.choose_in_pool(item.pool, item, site, now_us);
+        match self.warm_overflow_pool(chosen, site, item, now_us) {
+            Some(overflow) => self.choose_in_pool(overflow, item, site, now_us),
+            None => chosen,
+        }
+    }
+
+    /// The source of `pool` an item goes out from (see [`Scheduler::choose_source`]).
+    fn choose_in_pool(&mut self, pool: PoolId, item: &Item, site: SiteId, now_us: u64) -> SourceId {
         let settings = Arc::clone(&self.settings);
         let members = settings
             .pools
-            .get(usize::from(item.pool.0))
+            .get(usize::from(pool.0))
             .map_or(&[][..], |pool| pool.members.as_slice());
         match members {
             [] => SourceId(0),
@@ -347,7 +377,7 @@ impl Scheduler {
                         available_at_us: Some(self.source_available_at(source, site, item, now_us)),
                     })
                     .collect();
-                let selector = self.selectors.entry((item.pool, site)).or_default();
+                let selector = self.selectors.entry((pool, site)).or_default();
                 let index = selector.select(&candidates, now_us).unwrap_or(0);
                 members[index].0
             }
@@ -358,13 +388,18 @@ impl Scheduler {
     /// lane's backlog would be sent at its rates.
     fn source_available_at(&mut self, source: SourceId, site: SiteId, item: &Item, now_us: u64) -> u64 {
         let lane = self.lane(source, site);
-        if let Some(hold) = self.lane_hold(lane, now_us) {
-            return hold.until_us;
+        let eta = if let Some(hold) = self.lane_hold(lane, now_us) {
+            hold.until_us
+        } else if let Some(until) = self.item_suspended_until(lane, item, now_us) {
+            until
+        } else {
+            self.lane_eta(lane, now_us, true)
+        };
+        // A warming source without room stays unavailable past a suspension's end.
+        match self.warm_unavailable(source, site, item, now_us) {
+            Some(until) => eta.max(until),
+            None => eta,
         }
-        if let Some(until) = self.item_suspended_until(lane, item, now_us) {
-            return until;
-        }
-        self.lane_eta(lane, now_us, true)
     }
 
     /// Marks a lane for the next poll and wakes the driver.

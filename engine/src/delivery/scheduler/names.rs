@@ -44,6 +44,8 @@ pub struct QueueKey {
     pub campaign: NameId,
     /// The recipient domain (lowercase).
     pub domain: NameId,
+    /// `X-Warmup-Priority: high` mail waits in FIFOs of its own, visited first by a warming lane.
+    pub high: bool,
 }
 
 /// Names interned for the life of the process: their number is the number of distinct tenants,
