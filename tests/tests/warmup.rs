@@ -431,3 +431,82 @@ async fn kill_9_keeps_the_days_count_and_warmup_status_shows_it() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overflow_to_a_named_pool_uses_that_pools_sources() {
+    let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(NOON));
+    let shared: SharedClock = clock.clone();
+    let toml = format!(
+        "{}\n[[pool]]\nname = \"spare\"\nsources = [\"ip2\"]\n",
+        world_toml(r#"["ip9"]"#, "pool:spare")
+    );
+    let world = DeliveryWorld::start_with_clock(1, shared, |config| apply_shaping(config, &toml)).await;
+    world.add_mx("a.test", 10, "mx.a.alpha.test", sink_ip(0));
+    send_many(&world, "a.test", "a", 60).await;
+    world.sinks[0].wait_for(60).await;
+    let alpha = by_peer(&world.sinks[0]);
+    assert_eq!(alpha.get(&ip(9)), Some(&50), "{alpha:?}");
+    assert_eq!(
+        alpha.get(&ip(2)),
+        Some(&10),
+        "the rest through pool spare: {alpha:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_starts_holds_resumes_and_ends_warmups_and_a_restart_keeps_them() {
+    let (world, _clock) = world(r#"["ip2", "ip9"]"#, "pool").await;
+    let put = |source: &str, body: Value| {
+        let path = format!("/v1/sources/{source}/warmup");
+        let world = &world;
+        async move { world.api("PUT", &path, Some(body)).await }
+    };
+    let (status, error) = put("ip2", json!({"plan": "fast", "start": "2026-12-02"})).await;
+    assert_eq!(
+        (status, error["error"]["field"].as_str()),
+        (400, Some("plan")),
+        "{error}"
+    );
+    let (status, error) = put("ip2", json!({"plan": "first", "start": "2 Dec"})).await;
+    assert_eq!(
+        (status, error["error"]["field"].as_str()),
+        (400, Some("start")),
+        "{error}"
+    );
+    let (status, _) = put("ip7", json!({"plan": "first", "start": "2026-12-02"})).await;
+    assert_eq!(status, 404);
+    let (status, rows) = put("ip2", json!({"plan": "first", "start": "2026-12-02"})).await;
+    assert_eq!(status, 200, "{rows}");
+    assert!(
+        rows.as_array()
+            .is_some_and(|rows| rows.iter().all(|r| r["source"] == "ip2" && r["step"] == 1)),
+        "{rows}"
+    );
+
+    let (status, rows) = world.api("POST", "/v1/sources/ip9/warmup/hold", None).await;
+    assert_eq!(status, 200, "{rows}");
+    assert!(
+        rows.as_array()
+            .is_some_and(|rows| rows.iter().all(|r| r["state"] == "paused")),
+        "{rows}"
+    );
+    let (status, rows) = world.api("POST", "/v1/sources/ip9/warmup/resume", None).await;
+    assert_eq!(status, 200, "{rows}");
+    assert!(
+        rows.as_array()
+            .is_some_and(|rows| rows.iter().all(|r| r["state"] == "warming")),
+        "{rows}"
+    );
+    assert_eq!(world.api("DELETE", "/v1/sources/ip9/warmup", None).await.0, 204);
+    assert_eq!(row(&world, "other").await["state"], "warm");
+
+    // ip2 now warms (cap 50 for alpha) and ip9 is warm: the caps changed sides, and stay so after a
+    // restart (the API's word wins over the config's).
+    let world = world.restart().await;
+    assert_eq!(row(&world, "other").await["state"], "warm");
+    send_many(&world, "a.test", "a", 120).await;
+    world.sinks[0].wait_for(120).await;
+    let alpha = by_peer(&world.sinks[0]);
+    assert_eq!(alpha.get(&ip(2)), Some(&50), "{alpha:?}");
+    assert_eq!(alpha.get(&ip(9)), Some(&70), "{alpha:?}");
+}
