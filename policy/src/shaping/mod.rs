@@ -13,6 +13,7 @@
 //! | `trigger.rs` | [`TriggerCounter`]: "N matches within a window" |
 //! | `builtin.rs` | [`builtin_rules`]: the large providers' documented throttling replies |
 //! | `select.rs` | [`SmoothWeighted`]: weighted source choice within an IP pool |
+//! | `slots.rs` | [`SlotBuffer`]: a node's share of a rate shared by several nodes (slots of a fleet GCRA) |
 //! | `suspension.rs` | [`SuspensionScope`]: what a suspension holds |
 //! | `provider.rs` | [`ProviderTable`]: destination → provider by MX host suffix |
 
@@ -23,6 +24,7 @@ pub mod provider;
 pub mod rate;
 pub mod rules;
 pub mod select;
+pub mod slots;
 pub mod suspension;
 pub mod trigger;
 pub mod window;
@@ -40,6 +42,7 @@ pub use rules::{
     reply_line,
 };
 pub use select::{Candidate, SmoothWeighted};
+pub use slots::{SlotBuffer, fallback_rate, grant};
 pub use suspension::{DeliveryKey, SuspensionScope, lane_suspended_until, suspended_until};
 pub use trigger::{MAX_TRIGGER_HITS, TriggerCounter};
 pub use window::RateWindow;

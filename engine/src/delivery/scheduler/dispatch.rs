@@ -85,6 +85,9 @@ impl Scheduler {
         };
         let (lane_id, phase, transactions) = (state.lane, state.phase, state.transactions);
         self.leave_phase(lane_id, phase);
+        if self.shared.is_some() {
+            self.want_slots(lane_id, now_us);
+        }
         if self.must_close(lane_id, transactions, now_us) {
             self.set_phase(conn, super::dispatch::Phase::Busy);
             return Next::Close;
@@ -160,6 +163,9 @@ impl Scheduler {
     fn handed_out(&mut self, conn: ConnId, lane_id: LaneId, now_us: u64) {
         if let Some(state) = self.connections.get_mut(&conn) {
             state.transactions += 1;
+        }
+        if self.shared.is_some() {
+            self.want_slots(lane_id, now_us);
         }
         if self.lanes[lane_id.0 as usize].has_ready() {
             let eta = self.lane_eta(lane_id, now_us, false);
@@ -258,23 +264,30 @@ impl Scheduler {
 
     /// Records one send against every limiter that applies to `item` on `lane_id`.
     fn charge(&mut self, lane_id: LaneId, item: &super::Item, now_us: u64) {
+        let lane_rate = self.lanes[lane_id.0 as usize]
+            .effective_rate()
+            .map(|rate| self.shared_rate(rate));
         let lane = &mut self.lanes[lane_id.0 as usize];
-        if let Some(rate) = lane.effective_rate() {
+        if let Some(rate) = lane_rate {
             lane.message_gcra.take(rate, now_us);
         }
         lane.observed.record(now_us);
         let (source, provider) = (lane.source, lane.provider);
         if let Some(rate) = self.settings.provider_limits(provider).rate {
+            let rate = self.shared_rate(rate);
             self.provider_lanes
                 .entry((source, provider))
                 .or_default()
                 .gcra
                 .take(rate, now_us);
         }
-        if let Some(rate) = self.source_rate(source)
+        if let Some(rate) = self.source_rate(source).map(|rate| self.shared_rate(rate))
             && let Some(gcra) = self.source_gcra.get_mut(usize::from(source.0))
         {
             gcra.take(rate, now_us);
+        }
+        if self.shared.is_some() {
+            self.spend_slots(lane_id, now_us);
         }
         if let Some(rate) = self.tenant_rate(item.key.tenant) {
             self.tenant_gcra
@@ -294,7 +307,7 @@ impl Scheduler {
     }
 
     /// The rate of `source`.
-    fn source_rate(&self, source: SourceId) -> Option<penguin_policy::shaping::Rate> {
+    pub(super) fn source_rate(&self, source: SourceId) -> Option<penguin_policy::shaping::Rate> {
         self.settings
             .sources
             .get(usize::from(source.0))
@@ -308,7 +321,11 @@ impl Scheduler {
         let queued = if backlog { lane.queued as u64 } else { 0 };
         let mut at = now_us;
         if let Some(rate) = lane.effective_rate() {
+            let rate = self.shared_rate(rate);
             at = at.max(lane.message_gcra.backlog_eta_us(rate, queued, now_us));
+        }
+        if self.shared.is_some() {
+            at = at.max(self.slot_eta(lane_id, now_us));
         }
         if self.settings.provider_limits(lane.provider).rate.is_some()
             && let Some(provider) = self.provider_lanes.get(&(lane.source, lane.provider))
@@ -437,6 +454,9 @@ impl Scheduler {
     /// One lane: timers' work, then connections if it has sendable mail and nothing to take it.
     fn service(&mut self, lane_id: LaneId, now_us: u64, opens: &mut Vec<Open>) {
         self.lanes[lane_id.0 as usize].unblock_due(now_us);
+        if self.shared.is_some() {
+            self.want_slots(lane_id, now_us);
+        }
         self.recover(lane_id, now_us);
         self.end_holds(lane_id, now_us);
         let mut wake = self.lanes[lane_id.0 as usize].next_unblock_us();

@@ -27,6 +27,7 @@ mod lane;
 mod names;
 mod operator;
 mod settings;
+mod shared;
 mod view;
 mod warmup;
 
@@ -49,6 +50,7 @@ pub use names::{ConnId, LaneId, NameId, PoolId, ProviderId, QueueKey, SiteId, So
 pub use operator::{OperatorScope, OperatorSuspension, SuspensionError};
 pub use settings::{LaneLimits, PoolSettings, ProviderLimits, Settings, SourceSettings, TenantSettings};
 pub use view::{LaneTotals, QueueView, ShapingView};
+pub use shared::{SharedKey, SlotRequest};
 pub use warmup::{SourceWarmup, WarmOverflow, WarmRuntime};
 
 use lane::Lane;
@@ -192,6 +194,8 @@ pub struct Scheduler {
     suspensions: Vec<OperatorSuspension>,
     /// Warming sources (set by the warm-up service).
     warmups: HashMap<SourceId, SourceWarmup>,
+    /// Rate limits shared with other nodes (`[cluster]`); None: this node's alone.
+    shared: Option<shared::SharedLimits>,
     /// Where shaping events go.
     events: EventBus,
     /// Wakes the driver when it has work (a lane to look at).
@@ -232,6 +236,7 @@ impl Scheduler {
             cancelled: Vec::new(),
             suspensions: Vec::new(),
             warmups: HashMap::new(),
+            shared: None,
             events,
             driver,
             stopping: false,

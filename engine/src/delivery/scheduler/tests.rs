@@ -552,3 +552,61 @@ fn an_item_given_back_goes_on_another_connection() {
         MessageId::from_parts(1, 1)
     );
 }
+
+/// Runs two schedulers (nodes) sharing their limits through a simulated store (the GCRA arithmetic of
+/// the store's script) for `seconds`, one connection each pulling work every millisecond; returns what
+/// each sent.
+fn two_nodes(toml: &str, store_up: bool, seconds: u64) -> [u64; 2] {
+    let (mut a, _) = scheduler(toml);
+    let (mut b, _) = scheduler(toml);
+    let mut nodes = [&mut a, &mut b];
+    for s in nodes.iter_mut() {
+        s.enable_shared_limits(2);
+        s.set_shared_store(store_up, 2);
+        for n in 0..2000 {
+            add(s, n, "acme", "c", "example.com", "mx.example.com", T0);
+        }
+    }
+    let mut store: HashMap<String, u64> = HashMap::new();
+    let mut conns: [Option<ConnId>; 2] = [None, None];
+    let mut sent = [0u64; 2];
+    let mut now = T0;
+    while now < T0 + seconds * S {
+        for (i, s) in nodes.iter_mut().enumerate() {
+            for request in s.take_slot_requests() {
+                let tat = store.entry(request.name).or_default();
+                let (first, next) =
+                    penguin_policy::shaping::grant(*tat, now, request.interval_us, request.count);
+                *tat = next;
+                s.slots_granted(request.key, Some((first, request.interval_us, request.count)));
+            }
+            if let Some(open) = s.poll(now).into_iter().next() {
+                conns[i] = Some(open.conn);
+            }
+            if let Some(conn) = conns[i] {
+                while let Next::Send(_) = s.next(conn, now) {
+                    sent[i] += 1;
+                }
+            }
+        }
+        now += 1_000;
+    }
+    sent
+}
+
+#[test]
+fn two_nodes_sharing_a_lane_rate_send_it_together_and_each_half_of_it_without_the_store() {
+    let toml = "[shaping]\nmax_message_rate = \"20/s\"\nmax_connections = 1\n";
+    let shared = two_nodes(toml, true, 10);
+    let total = shared[0] + shared[1];
+    assert!(
+        (199..=202).contains(&total),
+        "20/s together over 10 s: {shared:?}"
+    );
+    assert!(shared[0] >= 60 && shared[1] >= 60, "both nodes send: {shared:?}");
+    let alone = two_nodes(toml, false, 10);
+    assert!(
+        alone.iter().all(|&n| (99..=101).contains(&n)),
+        "without the store each node sends its share, 10/s: {alone:?}"
+    );
+}

@@ -1,0 +1,239 @@
+//! Rate limits shared with other nodes (`[cluster]`): the lane's, the source's over a provider and the
+//! source's own rate are one fleet-wide GCRA each in the shared store. The scheduler holds *slots* of
+//! them (`penguin_policy::shaping::SlotBuffer`): a send needs, besides every local limit, a slot of each
+//! shared limiter whose time has come. Slots are asked for in batches by the cluster task
+//! ([`Scheduler::take_slot_requests`] → the store → [`Scheduler::slots_granted`]), which wakes the lanes
+//! that wait for them. When the store cannot be reached every shared rate falls back to this node's
+//! share: the rate divided by the nodes seen ([`Scheduler::set_shared_store`]).
+//!
+//! Without `[cluster]` none of this is switched on and the scheduler is what it was.
+
+use std::collections::HashMap;
+
+use penguin_policy::shaping::{Rate, SlotBuffer, fallback_rate};
+
+use super::Scheduler;
+use super::names::{LaneId, ProviderId, SiteId, SourceId};
+
+/// How long a lane waits for slots it asked for before it looks again (the store answers in about a
+/// millisecond; this only bounds a lost answer).
+const SLOT_WAIT_US: u64 = 20_000;
+
+/// Slots a node asks for cover this much sending time at the limiter's rate.
+const DEFAULT_LOOKAHEAD_US: u64 = 100_000;
+
+/// A limiter the fleet shares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SharedKey {
+    /// A (source, site) lane's message rate.
+    Lane(SourceId, SiteId),
+    /// A source's rate over a provider's sites.
+    Provider(SourceId, ProviderId),
+    /// A source's own rate.
+    Source(SourceId),
+}
+
+/// A request for slots, for the cluster task to send to the store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SlotRequest {
+    /// The limiter.
+    pub key: SharedKey,
+    /// Its name in the store (`lane/SOURCE/SITE`, `provider/SOURCE/PROVIDER`, `source/SOURCE`).
+    pub name: String,
+    /// The spacing of its slots (the rate in force).
+    pub interval_us: u64,
+    /// How many.
+    pub count: u32,
+}
+
+/// The shared limiters' state on this node.
+#[derive(Debug)]
+pub(super) struct SharedLimits {
+    /// Slots held per limiter.
+    buffers: HashMap<SharedKey, SlotBuffer>,
+    /// Requests not yet taken by the cluster task.
+    requests: Vec<SlotRequest>,
+    /// Lanes waiting for a limiter's slots.
+    waiting: HashMap<SharedKey, Vec<LaneId>>,
+    /// The store answers.
+    store_up: bool,
+    /// Nodes seen (for the fallback share).
+    nodes: usize,
+    /// Sending time one request covers.
+    lookahead_us: u64,
+}
+
+impl Scheduler {
+    /// Shares this node's rate limits with the fleet (at start, with `[cluster]`); until the store is
+    /// known to answer, the fallback share applies.
+    pub fn enable_shared_limits(&mut self, nodes: usize) {
+        self.shared = Some(SharedLimits {
+            buffers: HashMap::new(),
+            requests: Vec::new(),
+            waiting: HashMap::new(),
+            store_up: false,
+            nodes: nodes.max(1),
+            lookahead_us: DEFAULT_LOOKAHEAD_US,
+        });
+    }
+
+    /// Whether the store answers, and how many nodes share the limits: while it does not, every shared
+    /// rate is this node's share (rate ÷ nodes).
+    pub fn set_shared_store(&mut self, up: bool, nodes: usize) {
+        let Some(shared) = self.shared.as_mut() else {
+            return;
+        };
+        let changed = shared.store_up != up || shared.nodes != nodes.max(1);
+        shared.store_up = up;
+        shared.nodes = nodes.max(1);
+        if !up {
+            for buffer in shared.buffers.values_mut() {
+                buffer.failed();
+            }
+        }
+        if changed {
+            self.release_all();
+        }
+    }
+
+    /// The slot requests made since the last call.
+    pub fn take_slot_requests(&mut self) -> Vec<SlotRequest> {
+        self.shared
+            .as_mut()
+            .map(|shared| std::mem::take(&mut shared.requests))
+            .unwrap_or_default()
+    }
+
+    /// The store granted `count` slots of `key` from `first_us`, `interval_us` apart (or, with
+    /// `None`, could not): lanes waiting for them look again.
+    pub fn slots_granted(&mut self, key: SharedKey, grant: Option<(u64, u64, u32)>) {
+        let Some(shared) = self.shared.as_mut() else {
+            return;
+        };
+        let buffer = shared.buffers.entry(key).or_default();
+        match grant {
+            Some((first_us, interval_us, count)) => buffer.granted(first_us, interval_us, count),
+            None => buffer.failed(),
+        }
+        let lanes = shared.waiting.remove(&key).unwrap_or_default();
+        for lane in lanes {
+            self.mark_dirty(lane);
+        }
+    }
+
+    /// The rate a shared limiter enforces here: the rate itself, or this node's share while the store
+    /// is away.
+    pub(super) fn shared_rate(&self, rate: Rate) -> Rate {
+        match &self.shared {
+            Some(shared) if !shared.store_up => fallback_rate(rate, shared.nodes),
+            _ => rate,
+        }
+    }
+
+    /// The shared limiters of a lane with the rate each enforces.
+    fn lane_limiters(&self, lane_id: LaneId) -> Vec<(SharedKey, Rate)> {
+        let lane = &self.lanes[lane_id.0 as usize];
+        let mut limiters = Vec::with_capacity(3);
+        if let Some(rate) = lane.effective_rate() {
+            limiters.push((SharedKey::Lane(lane.source, lane.site), rate));
+        }
+        if let Some(rate) = self.settings.provider_limits(lane.provider).rate {
+            limiters.push((SharedKey::Provider(lane.source, lane.provider), rate));
+        }
+        if let Some(rate) = self.source_rate(lane.source) {
+            limiters.push((SharedKey::Source(lane.source), rate));
+        }
+        limiters
+    }
+
+    /// When the lane's shared limiters have a slot (now when sharing is off or the store is away; a
+    /// short wait when a slot was asked for and has not arrived).
+    pub(super) fn slot_eta(&self, lane_id: LaneId, now_us: u64) -> u64 {
+        let Some(shared) = self.shared.as_ref().filter(|shared| shared.store_up) else {
+            return now_us;
+        };
+        let mut at = now_us;
+        for (key, _) in self.lane_limiters(lane_id) {
+            let next = shared
+                .buffers
+                .get(&key)
+                .and_then(|buffer| buffer.peek_us(now_us))
+                .unwrap_or(now_us + SLOT_WAIT_US);
+            at = at.max(next);
+        }
+        at
+    }
+
+    /// Asks for the slots the lane's queued mail needs (those not asked for yet) and remembers that
+    /// the lane waits for them.
+    pub(super) fn want_slots(&mut self, lane_id: LaneId, now_us: u64) {
+        if !self.shared.as_ref().is_some_and(|shared| shared.store_up) {
+            return;
+        }
+        let wanted = self.lanes[lane_id.0 as usize].queued;
+        if wanted == 0 {
+            return;
+        }
+        for (key, rate) in self.lane_limiters(lane_id) {
+            let name = self.shared_name(key);
+            let Some(shared) = self.shared.as_mut() else {
+                return;
+            };
+            let buffer = shared.buffers.entry(key).or_default();
+            if let Some(count) = buffer.request(rate, wanted, shared.lookahead_us, now_us) {
+                shared.requests.push(SlotRequest {
+                    key,
+                    name,
+                    interval_us: rate.interval_us(),
+                    count,
+                });
+                self.driver.notify_one();
+            }
+            let waiting = shared.waiting.entry(key).or_default();
+            if !waiting.contains(&lane_id) {
+                waiting.push(lane_id);
+            }
+        }
+    }
+
+    /// Spends one slot of each of the lane's shared limiters (a send was handed out).
+    pub(super) fn spend_slots(&mut self, lane_id: LaneId, now_us: u64) {
+        if !self.shared.as_ref().is_some_and(|shared| shared.store_up) {
+            return;
+        }
+        let keys: Vec<SharedKey> = self
+            .lane_limiters(lane_id)
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect();
+        if let Some(shared) = self.shared.as_mut() {
+            for key in keys {
+                shared.buffers.entry(key).or_default().take(now_us);
+            }
+        }
+    }
+
+    /// The store's name of a limiter.
+    fn shared_name(&self, key: SharedKey) -> String {
+        match key {
+            SharedKey::Lane(source, site) => format!(
+                "lane/{}/{}",
+                self.settings.source_name(source),
+                self.sites[site.0 as usize].name
+            ),
+            SharedKey::Provider(source, provider) => format!(
+                "provider/{}/{}",
+                self.settings.source_name(source),
+                self.settings.provider_name(provider)
+            ),
+            SharedKey::Source(source) => format!("source/{}", self.settings.source_name(source)),
+        }
+    }
+
+    /// Slots dropped unused so far, all limiters (for the metrics).
+    pub fn wasted_slots(&self) -> u64 {
+        self.shared
+            .as_ref()
+            .map_or(0, |shared| shared.buffers.values().map(SlotBuffer::wasted).sum())
+    }
+}
