@@ -7,6 +7,7 @@
 //! The only IO here is reading the config file ([`Config::load`]) and the system host name (the default
 //! for `smtp.hostname`).
 
+mod cluster;
 mod delivery;
 mod error;
 mod providers;
@@ -26,6 +27,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+pub use cluster::{ClusterConfig, DEFAULT_REDIS_PORT, RedisUrl, default_node, parse_redis_url};
 pub use delivery::{DeliveryConfig, DnsConfig, LogConfig, RelayHost, StartTls};
 pub use error::{ConfigError, ConfigErrors};
 pub use providers::{BUILTIN_PROVIDERS, OTHER_PROVIDER, builtin_providers};
@@ -100,6 +102,10 @@ pub struct Config {
     pub warmup: WarmupConfig,
     /// `[reputation]`: DNS blocklist checks of the sources' addresses.
     pub reputation: ReputationConfig,
+    /// `[cluster]`: several nodes sharing state through Redis. Default: absent, one node on its own
+    /// (no Redis needed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// `[webhooks]`: the delivery of events to the tenants' endpoints (made over the API).

@@ -45,6 +45,7 @@ pub(crate) fn validate(config: &mut Config) -> Vec<ConfigError> {
     crate::validate_shaping::validate(config, &mut errors);
     crate::validate_rules::validate(config, &mut errors);
     crate::validate_warmup::validate(config, &mut errors);
+    crate::cluster::validate(config.cluster.as_ref(), &mut errors);
     errors.0
 }
 

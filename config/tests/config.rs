@@ -93,6 +93,8 @@ fn embedded_default_is_valid_and_has_documented_values() {
     assert_eq!(config.api, ApiConfig::default());
     assert!(config.tls.is_none());
     assert!(config.tenant.is_empty());
+    // Redis-free: one node on its own.
+    assert!(config.cluster.is_none());
     // The shaping section only spells out the defaults: the legacy [delivery] limits stay in force.
     assert_eq!(config.shaping, ShapingConfig::default());
     assert!(config.source.is_empty() && config.pool.is_empty() && config.provider.is_empty());
@@ -134,6 +136,7 @@ fn embedded_default_mentions_every_field() {
         name: "t.example".into(),
         selectors: vec!["s1".into()],
     });
+    config.cluster = Some(penguin_config::ClusterConfig::new("redis://127.0.0.1:6379/0"));
     let table: toml::Table = toml::from_str(&toml::to_string(&config).expect("serialise")).expect("reparse");
     for (section, value) in &table {
         let fields = match value {

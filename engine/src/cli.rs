@@ -80,6 +80,13 @@ enum Command {
         #[command(subcommand)]
         command: crate::warmup_cli::WarmupCommand,
     },
+    /// Several nodes sharing state through Redis (`[cluster]`): a running server's view, over its
+    /// HTTP API (admin token).
+    Cluster {
+        /// The cluster subcommand.
+        #[command(subcommand)]
+        command: crate::cluster_cli::ClusterCommand,
+    },
     /// Commands that talk to a running server's HTTP API (traffic shaping).
     #[command(flatten)]
     Api(ApiCommand),
@@ -112,6 +119,7 @@ pub fn main() -> ExitCode {
         Command::Tenant { command } => crate::tenant_cli::run(command),
         Command::Campaign { command } => crate::campaign_cli::run(command),
         Command::Warmup { command } => crate::warmup_cli::run(command),
+        Command::Cluster { command } => crate::cluster_cli::run(command),
         Command::Token {
             command: TokenCommand::Create { name },
         } => create_token(&name),

@@ -102,6 +102,11 @@ pub enum EventKind {
     SourceListed,
     /// A source's address is no longer listed on a DNS blocklist (`source`, `zone`).
     SourceDelisted,
+    /// Warning: this node lost Redis (`[cluster]`): a command failed or took longer than
+    /// `cluster.redis_timeout` (`reason`). Acceptance goes on; emitted once per outage.
+    ClusterDegraded,
+    /// This node reached Redis again after a `cluster_degraded`.
+    ClusterRecovered,
 }
 
 impl EventKind {
@@ -129,6 +134,8 @@ impl EventKind {
             EventKind::WarmupAlert => "warmup_alert",
             EventKind::SourceListed => "source_listed",
             EventKind::SourceDelisted => "source_delisted",
+            EventKind::ClusterDegraded => "cluster_degraded",
+            EventKind::ClusterRecovered => "cluster_recovered",
         }
     }
 }

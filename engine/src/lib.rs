@@ -11,6 +11,8 @@ pub mod campaigns;
 pub mod check_domain;
 pub mod cli;
 pub mod clock;
+pub mod cluster;
+pub mod cluster_cli;
 pub mod delivery;
 pub mod dkim_cli;
 pub mod egress_check;

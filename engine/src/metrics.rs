@@ -74,6 +74,20 @@ pub struct TenantEventLabels {
     pub r#type: &'static str,
 }
 
+/// The empty label set, for a series that exists only in some configurations (`penguin_cluster_up`,
+/// rendered without braces).
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct NoLabels;
+
+impl EncodeLabelSet for NoLabels {
+    fn encode(
+        &self,
+        _encoder: &mut prometheus_client::encoding::LabelSetEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        Ok(())
+    }
+}
+
 /// All series of one server.
 pub struct Metrics {
     /// The registry rendered by `/metrics`.
@@ -136,6 +150,8 @@ pub struct Metrics {
     pub warmup_sent_today: Family<SourceProviderLabels, Gauge>,
     /// A warming source's step per provider, 1 = the plan's first (set at scrape time).
     pub warmup_step: Family<SourceProviderLabels, Gauge>,
+    /// 1 while this node reaches Redis (`[cluster]`), else 0; no series without `[cluster]`.
+    pub cluster_up: Family<NoLabels, Gauge>,
 }
 
 impl Metrics {
@@ -172,6 +188,7 @@ impl Metrics {
             warmup_cap: Family::default(),
             warmup_sent_today: Family::default(),
             warmup_step: Family::default(),
+            cluster_up: Family::default(),
         };
         metrics.register_all();
         metrics
@@ -262,6 +279,11 @@ impl Metrics {
             "Messages in the queue",
             self.queue_messages.clone(),
         );
+        r.register(
+            "cluster_up",
+            "1 while this node reaches Redis ([cluster]), else 0",
+            self.cluster_up.clone(),
+        );
         self.register_shaping();
     }
 
@@ -348,6 +370,11 @@ impl Metrics {
         }
     }
 
+    /// Sets `penguin_cluster_up` (the series appears at the first call).
+    pub fn set_cluster_up(&self, up: bool) {
+        self.cluster_up.get_or_create(&NoLabels).set(i64::from(up));
+    }
+
     /// Sets `penguin_source_listed` of (`source`, `zone`).
     pub fn set_source_listed(&self, source: &str, zone: &str, listed: bool) {
         let labels = SourceZoneLabels {
@@ -419,7 +446,9 @@ impl Metrics {
             | EventKind::WarmupSteppedBack
             | EventKind::WarmupAlert
             | EventKind::SourceListed
-            | EventKind::SourceDelisted => None,
+            | EventKind::SourceDelisted
+            | EventKind::ClusterDegraded
+            | EventKind::ClusterRecovered => None,
         }
     }
 }

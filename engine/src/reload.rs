@@ -145,6 +145,7 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
     check("shaping", old.shaping != new.shaping);
     check("tenant.pool", tenant_pools(old) != tenant_pools(new));
     check("tenant.max_message_rate", tenant_rates(old) != tenant_rates(new));
+    check("cluster", old.cluster != new.cluster);
     changed
 }
 

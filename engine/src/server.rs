@@ -78,6 +78,9 @@ pub enum ServeError {
     /// The spool could not be opened or closed.
     #[error("spool.path: {0}")]
     Spool(#[from] SpoolError),
+    /// `[cluster]` could not be set up (its Redis URL).
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
     /// Another IO failure of the runtime.
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -238,6 +241,7 @@ pub async fn serve_with_clock(
         Arc::clone(&registry),
     ));
     let (reputation, checker) = reputation_checker(&config, &shaping, &events, &metrics, &wakeup)?;
+    let cluster = cluster_handle(&config, &events, &metrics, &clock, (&spool, &in_flight))?;
     let api_state = ApiState {
         metrics: Arc::clone(&metrics),
         spool: Arc::clone(&spool),
@@ -261,6 +265,7 @@ pub async fn serve_with_clock(
         webhooks: Arc::clone(&webhooks),
         reputation,
         warmup: warmup.clone(),
+        cluster: cluster.clone(),
         auth: api::Authenticator::new(api::api_keys::ApiKeys::load(Arc::clone(&spool))?, &config),
     };
     let services = ReceptionServices {
@@ -296,6 +301,9 @@ pub async fn serve_with_clock(
     )?;
     if let Some(checker) = checker {
         tasks.spawn(checker.run(stopped.clone()));
+    }
+    if let Some(cluster) = cluster {
+        tasks.spawn(cluster.run(stopped.clone()));
     }
     tasks.spawn(warmup.run(stopped.clone()));
     tasks.spawn(on_sighup(event_log.clone(), reloader, stopped.clone()));
@@ -375,6 +383,32 @@ fn reputation_checker(
     };
     let checker = Checker::new(config, parts).map_err(delivery::setup::SetupError::from)?;
     Ok((reputation, checker))
+}
+
+/// This node's cluster handle when `[cluster]` is configured (its task is spawned with the others;
+/// nothing here waits on Redis). Its queue size is the spool's, as `/healthz` counts it.
+fn cluster_handle(
+    config: &Config,
+    events: &EventBus,
+    metrics: &Arc<Metrics>,
+    clock: &SharedClock,
+    (spool, in_flight): (&Arc<Spool>, &Arc<std::sync::atomic::AtomicUsize>),
+) -> Result<Option<crate::cluster::Cluster>, ServeError> {
+    let Some(cluster) = &config.cluster else {
+        return Ok(None);
+    };
+    let (spool, in_flight) = (Arc::clone(spool), Arc::clone(in_flight));
+    let queue_size = Arc::new(move || {
+        let queued = spool.queued_messages() + in_flight.load(std::sync::atomic::Ordering::Relaxed);
+        u64::try_from(queued).unwrap_or(u64::MAX)
+    });
+    let parts = crate::cluster::ClusterParts {
+        events: events.clone(),
+        metrics: Arc::clone(metrics),
+        clock: Arc::clone(clock),
+        queue_size,
+    };
+    Ok(Some(crate::cluster::Cluster::new(cluster, parts)?))
 }
 
 /// Starts the HTTP listeners: the control API and the public one.

@@ -21,6 +21,7 @@ pub mod binary;
 pub mod delivery;
 pub mod dkim;
 pub mod dns;
+pub mod redis;
 pub mod sink;
 pub mod webhook_receiver;
 

@@ -105,6 +105,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/v1/sources/{source}/warmup"),
     ("POST", "/v1/sources/{source}/warmup/hold"),
     ("POST", "/v1/sources/{source}/warmup/resume"),
+    ("GET", "/v1/cluster"),
 ];
 
 /// An injection as acme (the tenant named, so an admin token may send it too).
@@ -139,6 +140,7 @@ fn cases(who: &str, domain_suspension: &str, spare_key: &str, message: &str) -> 
     vec![
         case("GET", "/v1/shaping", "", Some(200), Some(403), 403),
         case("GET", "/v1/warmup", "", Some(200), Some(403), 403),
+        case("GET", "/v1/cluster", "", Some(200), Some(403), 403),
         case(
             "PUT",
             "/v1/sources/default/warmup",

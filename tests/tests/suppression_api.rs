@@ -380,6 +380,7 @@ impl InProcess {
             registry: Arc::new(registry),
             reputation: penguin_mta::reputation::Reputation::new(),
             warmup,
+            cluster: None,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("address");

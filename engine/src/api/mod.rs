@@ -5,7 +5,7 @@
 //!   token (`auth.rs`): admin tokens reach everything, tenant API keys their own tenant. JSON in and
 //!   out; errors `{"error": {"code", "message", "field"}}` (`error.rs`). One file per resource:
 //!   `tenants.rs` (tenants, SMTP credentials), `suppressions.rs` + `suppression_files.rs` (CSV),
-//!   `domains.rs` (checks), `domain_keys.rs` (domains and DKIM keys), `api_keys.rs`, `shaping.rs` (ready queues and suspensions); `GET /v1/openapi.json`
+//!   `domains.rs` (checks), `domain_keys.rs` (domains and DKIM keys), `api_keys.rs`, `shaping.rs` (ready queues and suspensions), `cluster.rs` (`GET /v1/cluster`); `GET /v1/openapi.json`
 //!   and `POST /v1/reload` here.
 //! - The public listener (`[public] listen`, `public.rs`): one-click unsubscribe `/u/{token}` and
 //!   `/healthz`, nothing else.
@@ -25,6 +25,7 @@ use serde_json::json;
 pub mod api_keys;
 pub mod auth;
 mod campaigns;
+pub mod cluster;
 mod domain_keys;
 mod domains;
 pub mod error;
@@ -85,6 +86,8 @@ pub struct ApiState {
     pub reputation: crate::reputation::Reputation,
     /// The warm-up service.
     pub warmup: crate::warmup::Warmup,
+    /// This node's view of the cluster; `None` without `[cluster]`.
+    pub cluster: Option<crate::cluster::Cluster>,
 }
 
 impl ApiState {
@@ -182,6 +185,7 @@ pub fn router_and_doc(state: Arc<ApiState>) -> (Router, utoipa::openapi::OpenApi
         .routes(routes!(warmup::start, warmup::declare_warm))
         .routes(routes!(warmup::hold))
         .routes(routes!(warmup::resume))
+        .routes(routes!(cluster::status))
         .route_layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
             auth::require_token,
