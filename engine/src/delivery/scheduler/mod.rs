@@ -49,8 +49,8 @@ pub use lane::{Hold, Item};
 pub use names::{ConnId, LaneId, NameId, PoolId, ProviderId, QueueKey, SiteId, SourceId};
 pub use operator::{OperatorScope, OperatorSuspension, SuspensionError};
 pub use settings::{LaneLimits, PoolSettings, ProviderLimits, Settings, SourceSettings, TenantSettings};
-pub use view::{LaneTotals, QueueView, ShapingView};
 pub use shared::{SharedKey, SlotRequest};
+pub use view::{LaneTotals, QueueView, ShapingView};
 pub use warmup::{SourceWarmup, WarmOverflow, WarmRuntime};
 
 use lane::Lane;
