@@ -242,6 +242,12 @@ pub async fn serve_with_clock(
     ));
     let (reputation, checker) = reputation_checker(&config, &shaping, &events, &metrics, &wakeup)?;
     let cluster = cluster_handle(&config, &events, &metrics, &clock, (&spool, &in_flight))?;
+    // With [cluster] the scheduler's rates are the fleet's: slots come from Redis (cluster::run_slots).
+    let slots_wake = Arc::new(Notify::new());
+    let scheduler = Arc::clone(&shaping.scheduler);
+    if cluster.is_some() {
+        shaping.lock().enable_shared_limits(1, Arc::clone(&slots_wake));
+    }
     let api_state = ApiState {
         metrics: Arc::clone(&metrics),
         spool: Arc::clone(&spool),
@@ -303,6 +309,12 @@ pub async fn serve_with_clock(
         tasks.spawn(checker.run(stopped.clone()));
     }
     if let Some(cluster) = cluster {
+        tasks.spawn(crate::cluster::run_slots(
+            cluster.clone(),
+            scheduler,
+            slots_wake,
+            stopped.clone(),
+        ));
         tasks.spawn(cluster.run(stopped.clone()));
     }
     tasks.spawn(warmup.run(stopped.clone()));

@@ -7,7 +7,6 @@
 
 use std::future::Future;
 
-use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
@@ -106,19 +105,10 @@ impl Heartbeat {
 
     /// The working connection, or a new one.
     async fn connect(&mut self) -> Result<MultiplexedConnection, ClusterError> {
-        if let Some(connection) = self.connection.take() {
-            return Ok(connection);
+        match self.connection.take() {
+            Some(connection) => Ok(connection),
+            None => self.cluster.connect().await,
         }
-        // Our own bound (`bounded`) is the only timeout, so every slow answer reads the same.
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(None)
-            .set_response_timeout(None);
-        let client = &self.cluster.inner.client;
-        self.bounded(
-            "connect",
-            client.get_multiplexed_async_connection_with_config(&config),
-        )
-        .await
     }
 
     /// `call`, failing with a timeout after `redis_timeout`.
@@ -127,11 +117,7 @@ impl Heartbeat {
         what: &'static str,
         call: impl Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, ClusterError> {
-        let after = self.cluster.inner.redis_timeout;
-        match tokio::time::timeout(after, call).await {
-            Ok(answer) => Ok(answer?),
-            Err(_) => Err(ClusterError::Timeout { what, after }),
-        }
+        self.cluster.bounded(what, call).await
     }
 
     /// At shutdown: deletes this node's record and its id in the set, if Redis is there.

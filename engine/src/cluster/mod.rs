@@ -18,6 +18,7 @@
 //! record, so an outage of Redis does not make the others vanish at once).
 
 mod heartbeat;
+mod slots;
 #[cfg(test)]
 mod tests;
 
@@ -30,6 +31,8 @@ use serde::{Deserialize, Serialize};
 use crate::clock::SharedClock;
 use crate::events::{Event, EventBus, EventKind};
 use crate::metrics::Metrics;
+
+pub use slots::run_slots;
 
 /// Prefix of a node's record key: `penguin:node:{id}`.
 pub const NODE_KEY_PREFIX: &str = "penguin:node:";
@@ -237,6 +240,33 @@ impl Cluster {
     /// How many nodes were heard of within `node_timeout`, this one included (so at least 1).
     pub fn nodes_seen(&self) -> usize {
         self.nodes().len()
+    }
+
+    /// A new connection to Redis (bounded by `redis_timeout`).
+    async fn connect(&self) -> Result<redis::aio::MultiplexedConnection, ClusterError> {
+        // Our own bound (`bounded`) is the only timeout, so every slow answer reads the same.
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(None)
+            .set_response_timeout(None);
+        let client = &self.inner.client;
+        self.bounded(
+            "connect",
+            client.get_multiplexed_async_connection_with_config(&config),
+        )
+        .await
+    }
+
+    /// `call`, failing with a timeout after `redis_timeout`.
+    async fn bounded<T>(
+        &self,
+        what: &'static str,
+        call: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, ClusterError> {
+        let after = self.inner.redis_timeout;
+        match tokio::time::timeout(after, call).await {
+            Ok(answer) => Ok(answer?),
+            Err(_) => Err(ClusterError::Timeout { what, after }),
+        }
     }
 
     /// Runs the rounds every `heartbeat_every` until `stopped`; then removes this node's record

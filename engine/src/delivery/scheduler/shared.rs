@@ -9,6 +9,9 @@
 //! Without `[cluster]` none of this is switched on and the scheduler is what it was.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::Notify;
 
 use penguin_policy::shaping::{Rate, SlotBuffer, fallback_rate};
 
@@ -61,12 +64,14 @@ pub(super) struct SharedLimits {
     nodes: usize,
     /// Sending time one request covers.
     lookahead_us: u64,
+    /// Wakes the task that asks the store.
+    wake: Arc<Notify>,
 }
 
 impl Scheduler {
     /// Shares this node's rate limits with the fleet (at start, with `[cluster]`); until the store is
     /// known to answer, the fallback share applies.
-    pub fn enable_shared_limits(&mut self, nodes: usize) {
+    pub fn enable_shared_limits(&mut self, nodes: usize, wake: Arc<Notify>) {
         self.shared = Some(SharedLimits {
             buffers: HashMap::new(),
             requests: Vec::new(),
@@ -74,6 +79,7 @@ impl Scheduler {
             store_up: false,
             nodes: nodes.max(1),
             lookahead_us: DEFAULT_LOOKAHEAD_US,
+            wake,
         });
     }
 
@@ -187,7 +193,7 @@ impl Scheduler {
                     interval_us: rate.interval_us(),
                     count,
                 });
-                self.driver.notify_one();
+                shared.wake.notify_one();
             }
             let waiting = shared.waiting.entry(key).or_default();
             if !waiting.contains(&lane_id) {

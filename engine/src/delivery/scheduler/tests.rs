@@ -561,7 +561,7 @@ fn two_nodes(toml: &str, store_up: bool, seconds: u64) -> [u64; 2] {
     let (mut b, _) = scheduler(toml);
     let mut nodes = [&mut a, &mut b];
     for s in nodes.iter_mut() {
-        s.enable_shared_limits(2);
+        s.enable_shared_limits(2, Arc::new(Notify::new()));
         s.set_shared_store(store_up, 2);
         for n in 0..2000 {
             add(s, n, "acme", "c", "example.com", "mx.example.com", T0);
