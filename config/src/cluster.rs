@@ -17,6 +17,8 @@ pub const DEFAULT_REDIS_PORT: u16 = 6379;
 const MIN_HEARTBEAT: Duration = Duration::from_millis(10);
 /// Shortest `redis_timeout`.
 const MIN_REDIS_TIMEOUT: Duration = Duration::from_millis(1);
+/// Shortest `lease_ttl`.
+const MIN_LEASE_TTL: Duration = Duration::from_secs(1);
 /// What a `redis` URL looks like, for error messages.
 const URL_EXPECTED: &str = "expected redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]";
 
@@ -43,6 +45,11 @@ pub struct ClusterConfig {
     /// being down. Default `"500ms"`.
     #[serde(default = "default_redis_timeout")]
     pub redis_timeout: HumanDuration,
+    /// How long a connection lease (a slot of a connection cap shared by the nodes) lasts unless its
+    /// connection renews it (every third of it): a node killed without closing its connections frees
+    /// their slots after this. Default `"15s"`, at least `"1s"` and three times `redis_timeout`.
+    #[serde(default = "default_lease_ttl")]
+    pub lease_ttl: HumanDuration,
 }
 
 impl ClusterConfig {
@@ -54,6 +61,7 @@ impl ClusterConfig {
             heartbeat_every: default_heartbeat_every(),
             node_timeout: default_node_timeout(),
             redis_timeout: default_redis_timeout(),
+            lease_ttl: default_lease_ttl(),
         }
     }
 
@@ -202,6 +210,10 @@ fn default_redis_timeout() -> HumanDuration {
     HumanDuration(Duration::from_millis(500))
 }
 
+fn default_lease_ttl() -> HumanDuration {
+    HumanDuration::from_secs(15)
+}
+
 /// `[cluster]`, when present.
 pub(crate) fn validate(cluster: Option<&ClusterConfig>, errors: &mut Errors) {
     let Some(cluster) = cluster else {
@@ -232,6 +244,15 @@ pub(crate) fn validate(cluster: Option<&ClusterConfig>, errors: &mut Errors) {
         "cluster.redis_timeout",
         "must be at least \"1ms\"",
     );
+    let lease_ttl = cluster.lease_ttl.get();
+    errors.check(
+        lease_ttl >= MIN_LEASE_TTL && lease_ttl >= cluster.redis_timeout.get().saturating_mul(3),
+        "cluster.lease_ttl",
+        format!(
+            "must be at least \"1s\" and three times cluster.redis_timeout ({})",
+            cluster.redis_timeout
+        ),
+    );
 }
 
 #[cfg(test)]
@@ -253,6 +274,7 @@ node = "node-a"
 heartbeat_every = "100ms"
 node_timeout = "5s"
 redis_timeout = "250ms"
+lease_ttl = "2s"
 "#;
 
     #[test]
@@ -263,6 +285,7 @@ redis_timeout = "250ms"
         assert_eq!(cluster.heartbeat_every.get(), Duration::from_millis(100));
         assert_eq!(cluster.node_timeout.get(), Duration::from_secs(5));
         assert_eq!(cluster.redis_timeout.get(), Duration::from_millis(250));
+        assert_eq!(cluster.lease_ttl.get(), Duration::from_secs(2));
         assert_eq!(cluster.redis_without_password(), "redis://127.0.0.1:6380/2");
     }
 
@@ -275,6 +298,7 @@ redis_timeout = "250ms"
         assert_eq!(cluster.heartbeat_every.get(), Duration::from_secs(1));
         assert_eq!(cluster.node_timeout.get(), Duration::from_secs(60));
         assert_eq!(cluster.redis_timeout.get(), Duration::from_millis(500));
+        assert_eq!(cluster.lease_ttl.get(), Duration::from_secs(15));
         assert_eq!(cluster.redis_without_password(), "redis://r.example:6379/0");
     }
 
@@ -299,6 +323,8 @@ redis_timeout = "250ms"
             ("\"100ms\"", "\"3s\"", "cluster.node_timeout"),
             ("\"250ms\"", "\"0s\"", "cluster.redis_timeout"),
             ("\"250ms\"", "250", "cluster.redis_timeout"),
+            ("\"2s\"", "\"500ms\"", "cluster.lease_ttl"),
+            ("\"250ms\"\nlease", "\"1s\"\nlease", "cluster.lease_ttl"),
             ("node = ", "name = ", "cluster"),
         ];
         for (from, to, path) in cases {

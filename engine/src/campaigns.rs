@@ -74,6 +74,8 @@ pub struct Campaigns {
     wakeup: Arc<Notify>,
     /// Now.
     clock: SharedClock,
+    /// With `[cluster]`: where changes are journaled for the other nodes.
+    replication: Option<crate::cluster::Replication>,
 }
 
 impl Campaigns {
@@ -91,7 +93,14 @@ impl Campaigns {
             cancellations,
             wakeup,
             clock,
+            replication: None,
         }
+    }
+
+    /// These campaigns with their state changes journaled for the other nodes (`[cluster]`).
+    pub fn with_replication(mut self, replication: Option<crate::cluster::Replication>) -> Self {
+        self.replication = replication;
+        self
     }
 
     /// Puts the stored states in force (at start): pauses into the scheduler, cancellations into the
@@ -142,7 +151,7 @@ impl Campaigns {
     /// Pauses a campaign (idempotent).
     pub fn pause(&self, tenant: &str, campaign: &str) -> Result<CampaignState, CampaignError> {
         self.refuse_cancelled(tenant, campaign)?;
-        self.store(tenant, campaign, CampaignState::Paused)?;
+        self.store(tenant, campaign, CampaignState::Paused, true)?;
         self.hold(tenant, campaign);
         Ok(CampaignState::Paused)
     }
@@ -150,14 +159,20 @@ impl Campaigns {
     /// Resumes a paused campaign (idempotent).
     pub fn resume(&self, tenant: &str, campaign: &str) -> Result<CampaignState, CampaignError> {
         self.refuse_cancelled(tenant, campaign)?;
-        self.spool.delete_control(&key(tenant, campaign))?;
+        self.unstore(tenant, campaign, true)?;
         self.release(tenant, campaign);
         Ok(CampaignState::Active)
     }
 
     /// Cancels a campaign (final; idempotent): its queued recipients are removed.
     pub fn cancel(&self, tenant: &str, campaign: &str) -> Result<CampaignState, CampaignError> {
-        self.store(tenant, campaign, CampaignState::Cancelled)?;
+        self.store(tenant, campaign, CampaignState::Cancelled, true)?;
+        self.cancel_here(tenant, campaign);
+        Ok(CampaignState::Cancelled)
+    }
+
+    /// What a cancellation does on this node (once stored).
+    fn cancel_here(&self, tenant: &str, campaign: &str) {
         self.cancellations.cancel_campaign(tenant, campaign);
         {
             // Under one lock: the items leave the lanes before the pause (if any) ends, so no
@@ -169,7 +184,6 @@ impl Campaigns {
         let now_ms = self.clock.now_ms();
         self.spool.index().hasten_queue(tenant, campaign, now_ms);
         self.wakeup.notify_one();
-        Ok(CampaignState::Cancelled)
     }
 
     /// Deletes a message: its queued recipients are removed (`cancelled` events).
@@ -210,14 +224,33 @@ impl Campaigns {
         Ok(())
     }
 
-    /// Stores a state, synced.
-    fn store(&self, tenant: &str, campaign: &str, state: CampaignState) -> Result<(), SpoolError> {
+    /// Stores a state, synced (journaled first for the other nodes when `journal` and `[cluster]`).
+    fn store(
+        &self,
+        tenant: &str,
+        campaign: &str,
+        state: CampaignState,
+        journal: bool,
+    ) -> Result<(), SpoolError> {
         let record = StateRecord {
             state,
             changed_us: self.clock.now_us(),
         };
         let value = serde_json::to_vec(&record).unwrap_or_default();
-        self.spool.put_control(&key(tenant, campaign), &value)
+        let key = key(tenant, campaign);
+        if let Some(replication) = self.replication.as_ref().filter(|_| journal) {
+            replication.record(&key, Some(&value), self.clock.now_ms())?;
+        }
+        self.spool.put_control(&key, &value)
+    }
+
+    /// Deletes a stored state (back to active), journaled like [`Campaigns::store`].
+    fn unstore(&self, tenant: &str, campaign: &str, journal: bool) -> Result<(), SpoolError> {
+        let key = key(tenant, campaign);
+        if let Some(replication) = self.replication.as_ref().filter(|_| journal) {
+            replication.record(&key, None, self.clock.now_ms())?;
+        }
+        self.spool.delete_control(&key).map(|_| ())
     }
 
     /// Puts the campaign's pause in force.
@@ -258,4 +291,30 @@ fn key(tenant: &str, campaign: &str) -> String {
 /// The id of the suspension that pauses a campaign.
 fn pause_id(tenant: &str, campaign: &str) -> String {
     format!("{PAUSE_ID_PREFIX}{tenant}/{campaign}")
+}
+
+impl crate::cluster::ApplyChange for Campaigns {
+    /// Another node paused, cancelled (`Some`) or resumed (`None`) the campaign of `key`: the same
+    /// here, without journaling it again.
+    fn apply(&self, key: &str, value: Option<&[u8]>) -> bool {
+        let Some((tenant, campaign)) = key.strip_prefix(PREFIX).and_then(|rest| rest.split_once('/')) else {
+            return false;
+        };
+        let state = value.and_then(|bytes| serde_json::from_slice::<StateRecord>(bytes).ok());
+        let result = match state.map(|record| record.state) {
+            Some(CampaignState::Paused) => self
+                .store(tenant, campaign, CampaignState::Paused, false)
+                .map(|()| self.hold(tenant, campaign)),
+            Some(CampaignState::Cancelled) => self
+                .store(tenant, campaign, CampaignState::Cancelled, false)
+                .map(|()| self.cancel_here(tenant, campaign)),
+            Some(CampaignState::Active) | None => self
+                .unstore(tenant, campaign, false)
+                .map(|()| self.release(tenant, campaign)),
+        };
+        if let Err(error) = result {
+            tracing::error!(%key, %error, "cannot store a campaign state from another node");
+        }
+        true
+    }
 }

@@ -202,6 +202,10 @@ pub async fn serve_with_clock(
     let (events, event_log) = event_bus(&config, &metrics, &webhooks)?;
     let wakeup = Arc::new(Notify::new());
     let tokens = Arc::new(crate::unsubscribe::load(&spool).await?);
+    if let Some(cluster) = &config.cluster {
+        // Links are signed with the fleet's key from the first message (bounded by redis_timeout).
+        crate::cluster::share_unsubscribe_secret_at_start(cluster, &spool, &tokens).await;
+    }
     let finisher = Arc::new(finisher(&config, &listeners, Arc::clone(&tokens))?);
     let running = Arc::new(ArcSwap::from_pointee(config.clone()));
     let registry = Arc::new(TenantRegistry::load(Arc::clone(&spool), Arc::clone(&running))?);
@@ -222,6 +226,12 @@ pub async fn serve_with_clock(
         delivery.cancellations(),
         Arc::clone(&wakeup),
         Arc::clone(&clock),
+    )
+    .with_replication(
+        config
+            .cluster
+            .as_ref()
+            .map(|cluster| crate::cluster::Replication::new(Arc::clone(&spool), &cluster.node)),
     );
     let loaded = campaigns.load()?;
     if loaded > 0 {
@@ -245,15 +255,22 @@ pub async fn serve_with_clock(
     // With [cluster] the scheduler's rates are the fleet's: slots come from Redis (cluster::run_slots).
     let slots_wake = Arc::new(Notify::new());
     let scheduler = Arc::clone(&shaping.scheduler);
-    if cluster.is_some() {
+    let appliers: Vec<Arc<dyn crate::cluster::ApplyChange>> =
+        vec![Arc::new(shaping.suspensions.clone()), Arc::new(campaigns.clone())];
+    if let (Some(cluster), Some(section)) = (&cluster, &config.cluster) {
         shaping.lock().enable_shared_limits(1, Arc::clone(&slots_wake));
+        // Connection caps too: each connection holds leases in Redis (cluster::leases).
+        delivery.set_leases(crate::cluster::Leases::new(
+            cluster.clone(),
+            section.lease_ttl.get(),
+        ));
     }
     let api_state = ApiState {
         metrics: Arc::clone(&metrics),
         spool: Arc::clone(&spool),
         in_flight,
         events: events.clone(),
-        tokens,
+        tokens: Arc::clone(&tokens),
         tenants: registry.names(),
         registry,
         reloader: Some(Arc::clone(&reloader)),
@@ -315,6 +332,18 @@ pub async fn serve_with_clock(
             slots_wake,
             stopped.clone(),
         ));
+        tasks.spawn(crate::cluster::run_control_sync(
+            cluster.clone(),
+            Arc::clone(&spool),
+            appliers,
+            stopped.clone(),
+        ));
+        tasks.spawn(crate::cluster::run_suppression_sync(
+            cluster.clone(),
+            Arc::clone(&spool),
+            tokens,
+            stopped.clone(),
+        ));
         tasks.spawn(cluster.run(stopped.clone()));
     }
     tasks.spawn(warmup.run(stopped.clone()));
@@ -346,12 +375,17 @@ fn delivery_side(
 ) -> Result<(delivery::Delivery, ShapingState), ServeError> {
     let driver = Arc::new(Notify::new());
     let scheduler = delivery::setup::scheduler(config, events.clone(), Arc::clone(&driver))?;
+    let replication = config
+        .cluster
+        .as_ref()
+        .map(|cluster| crate::cluster::Replication::new(Arc::clone(spool), &cluster.node));
     let suspensions = Suspensions::new(
         Arc::clone(spool),
         Arc::clone(&scheduler),
         Arc::clone(&driver),
         Arc::clone(&clock),
-    );
+    )
+    .with_replication(replication);
     let loaded = suspensions.load()?;
     if loaded > 0 {
         tracing::info!(suspensions = loaded, "operator suspensions in force");

@@ -18,19 +18,32 @@ const TOKEN_VERSION: u8 = 1;
 /// Longest token [`UnsubscribeTokens::verify`] looks at; anything longer is refused unread.
 const MAX_TOKEN_CHARS: usize = 4096;
 
-/// Name of the spool secret that keys the tokens (`Spool::secret`).
+/// Name of the spool secret that keys the tokens (`Spool::secret`): this node's own key.
 pub const SECRET_NAME: &str = "unsubscribe";
+/// Name of the spool secret caching the fleet's key (`[cluster]`: adopted from Redis, see
+/// [`crate::cluster`]), so a restart without Redis signs with the fleet's key again.
+pub const FLEET_SECRET_NAME: &str = "unsubscribe-fleet";
 
 /// The server's tokens: keyed by the spool's `unsubscribe` secret (created and synced on first use, so
-/// links stay valid across restarts). Runs the spool call on a blocking thread.
+/// links stay valid across restarts), or by the fleet's key when one was adopted before. Runs the
+/// spool calls on a blocking thread.
 pub async fn load(
     spool: &std::sync::Arc<penguin_queue::Spool>,
 ) -> Result<UnsubscribeTokens, penguin_queue::SpoolError> {
     let spool = std::sync::Arc::clone(spool);
-    let key = tokio::task::spawn_blocking(move || spool.secret(SECRET_NAME))
-        .await
-        .map_err(|join| penguin_queue::SpoolError::Storage(format!("secret task failed: {join}")))??;
-    Ok(UnsubscribeTokens::new(key))
+    let (own, fleet) = tokio::task::spawn_blocking(move || {
+        Ok::<_, penguin_queue::SpoolError>((
+            spool.secret(SECRET_NAME)?,
+            spool.stored_secret(FLEET_SECRET_NAME)?,
+        ))
+    })
+    .await
+    .map_err(|join| penguin_queue::SpoolError::Storage(format!("secret task failed: {join}")))??;
+    let tokens = UnsubscribeTokens::new(own);
+    if let Some(fleet) = fleet {
+        tokens.adopt(fleet);
+    }
+    Ok(tokens)
 }
 
 /// Who unsubscribes from what.
@@ -44,10 +57,24 @@ pub struct UnsubscribeClaims {
     pub recipient: String,
 }
 
-/// Makes and checks unsubscribe tokens with one key.
+/// Makes and checks unsubscribe tokens. Signs with one key: this node's own, or the fleet's once
+/// adopted ([`UnsubscribeTokens::adopt`]); verifies with that key and this node's own, so links the
+/// node signed before it adopted the fleet's key keep working here.
 pub struct UnsubscribeTokens {
-    /// HMAC-SHA256 key.
-    key: hmac::Key,
+    /// This node's own key.
+    own: [u8; 32],
+    /// The keys in use (replaced whole when the fleet's key is adopted).
+    keys: arc_swap::ArcSwap<Keys>,
+}
+
+/// The signing key and the other key accepted.
+struct Keys {
+    /// The signing key's bytes.
+    signing: [u8; 32],
+    /// HMAC-SHA256 signing key (also the first verifying key).
+    sign: hmac::Key,
+    /// This node's own key when it is not the signing key.
+    also: Option<hmac::Key>,
 }
 
 impl std::fmt::Debug for UnsubscribeTokens {
@@ -60,15 +87,40 @@ impl UnsubscribeTokens {
     /// Tokens signed with `key` (the spool's `Spool::secret("unsubscribe")`).
     pub fn new(key: [u8; 32]) -> Self {
         UnsubscribeTokens {
-            key: hmac::Key::new(hmac::HMAC_SHA256, &key),
+            own: key,
+            keys: arc_swap::ArcSwap::from_pointee(Keys {
+                signing: key,
+                sign: hmac::Key::new(hmac::HMAC_SHA256, &key),
+                also: None,
+            }),
         }
+    }
+
+    /// Signs with `fleet` from now on (still verifying with this node's own key); whether the signing
+    /// key changed.
+    pub fn adopt(&self, fleet: [u8; 32]) -> bool {
+        if self.keys.load().signing == fleet {
+            return false;
+        }
+        let also = (fleet != self.own).then(|| hmac::Key::new(hmac::HMAC_SHA256, &self.own));
+        self.keys.store(std::sync::Arc::new(Keys {
+            signing: fleet,
+            sign: hmac::Key::new(hmac::HMAC_SHA256, &fleet),
+            also,
+        }));
+        true
+    }
+
+    /// The key tokens are signed with now (offered to the fleet when Redis has none).
+    pub fn signing_key(&self) -> [u8; 32] {
+        self.keys.load().signing
     }
 
     /// URL-safe token: base64url (no padding) of the encoded claims and a [`TAG_BYTES`]-byte
     /// HMAC-SHA256 tag. Deterministic.
     pub fn token(&self, claims: &UnsubscribeClaims) -> String {
         let mut bytes = encode_claims(claims);
-        let tag = hmac::sign(&self.key, &bytes);
+        let tag = hmac::sign(&self.keys.load().sign, &bytes);
         bytes.extend_from_slice(&tag.as_ref()[..TAG_BYTES]);
         URL_SAFE_NO_PAD.encode(bytes)
     }
@@ -82,8 +134,14 @@ impl UnsubscribeTokens {
         let bytes = URL_SAFE_NO_PAD.decode(token).ok()?;
         let split = bytes.len().checked_sub(TAG_BYTES)?;
         let (payload, tag) = bytes.split_at(split);
-        let expected = hmac::sign(&self.key, payload);
-        constant_time::verify_slices_are_equal(&expected.as_ref()[..TAG_BYTES], tag).ok()?;
+        let keys = self.keys.load();
+        let matches = |key: &hmac::Key| {
+            let expected = hmac::sign(key, payload);
+            constant_time::verify_slices_are_equal(&expected.as_ref()[..TAG_BYTES], tag).is_ok()
+        };
+        if !matches(&keys.sign) && !keys.also.as_ref().is_some_and(matches) {
+            return None;
+        }
         decode_claims(payload)
     }
 }
@@ -233,6 +291,27 @@ mod tests {
         ] {
             assert_eq!(tokens().verify(junk), None, "{junk:?}");
         }
+    }
+
+    #[test]
+    fn an_adopted_fleet_key_signs_and_the_own_key_still_verifies() {
+        let tokens = tokens();
+        let before = tokens.token(&claims("acme", "c", "a@x"));
+        assert!(tokens.adopt([9; 32]));
+        assert!(!tokens.adopt([9; 32]), "same key again");
+        assert_eq!(tokens.signing_key(), [9; 32]);
+        let after = tokens.token(&claims("acme", "c", "a@x"));
+        assert_ne!(after, before);
+        let fleet = UnsubscribeTokens::new([9; 32]);
+        assert_eq!(
+            fleet.token(&claims("acme", "c", "a@x")),
+            after,
+            "signed with the fleet's key"
+        );
+        assert!(tokens.verify(&before).is_some(), "own key still accepted here");
+        assert!(tokens.verify(&after).is_some());
+        assert_eq!(fleet.verify(&before), None, "the own key is not the fleet's");
+        assert_eq!(UnsubscribeTokens::new([8; 32]).verify(&after), None);
     }
 
     #[test]

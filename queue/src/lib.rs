@@ -30,6 +30,7 @@ mod reader;
 mod recovery;
 mod spool;
 mod suppression;
+mod suppression_sync;
 mod writer;
 
 pub use codec::DecodeError;
@@ -43,3 +44,4 @@ pub use reader::{SpoolReader, raw_scan};
 pub use recovery::RecoveryReport;
 pub use spool::{CommitObserver, CommitStats, Spool, SpoolOptions, UpdateExtras};
 pub use suppression::{ParseReasonError, SuppressionEntry, SuppressionReason};
+pub use suppression_sync::{JournalObserver, SuppressionChange};

@@ -119,6 +119,9 @@ pub struct Spool {
     pub(crate) outbox_observer: Arc<Mutex<Option<Arc<dyn crate::OutboxObserver>>>>,
     /// Serialises the read-then-write of suppression entries and secrets (see [`crate::suppression`]).
     pub(crate) admin_lock: Mutex<()>,
+    /// Set when suppression changes are journaled for replication (see [`crate::suppression_sync`]):
+    /// called after each journaled change.
+    pub(crate) suppression_journal: std::sync::OnceLock<crate::suppression_sync::JournalObserver>,
     /// Set once `close` ran, so that `Drop` does not repeat it.
     closed: bool,
 }
@@ -161,6 +164,7 @@ impl Spool {
             outbox_observer,
             sequences,
             admin_lock: Mutex::new(()),
+            suppression_journal: std::sync::OnceLock::new(),
             closed: false,
         })
     }

@@ -6,6 +6,7 @@
 //! These writes are rare (an unsubscribe, a hard bounce, an operator's API call), so they do not go
 //! through the group-commit writer: each is its own synced RocksDB write (RocksDB is thread-safe).
 //! Read-then-write sequences hold the spool's admin lock so that "was it new?" answers are exact.
+//! With `[cluster]`, each change is also journaled in the same write (see [`crate::suppression_sync`]).
 
 use std::fmt;
 use std::str::FromStr;
@@ -110,7 +111,7 @@ const RECORD_VERSION: u8 = 1;
 const SECRET_BYTES: usize = 32;
 
 /// The address as it is stored and looked up: the whole address lowercased.
-fn normalise(address: &str) -> String {
+pub(crate) fn normalise(address: &str) -> String {
     address.to_lowercase()
 }
 
@@ -128,7 +129,7 @@ fn tenant_prefix(tenant: &str) -> Result<Vec<u8>, SpoolError> {
 }
 
 /// `tenant \0 lowercased-address`.
-fn key(tenant: &str, address: &str) -> Result<Vec<u8>, SpoolError> {
+pub(crate) fn key(tenant: &str, address: &str) -> Result<Vec<u8>, SpoolError> {
     let mut key = tenant_prefix(tenant)?;
     key.extend_from_slice(normalise(address).as_bytes());
     Ok(key)
@@ -136,7 +137,7 @@ fn key(tenant: &str, address: &str) -> Result<Vec<u8>, SpoolError> {
 
 /// Record: version, reason code, `added_at_ms` (8 bytes big-endian), then the campaign's length
 /// (4 bytes big-endian, `u32::MAX` for none) and bytes. The address is the key's.
-fn encode(entry: &SuppressionEntry) -> Vec<u8> {
+pub(crate) fn encode(entry: &SuppressionEntry) -> Vec<u8> {
     let campaign = entry.campaign.as_deref().unwrap_or("");
     let mut value = Vec::with_capacity(14 + campaign.len());
     value.push(RECORD_VERSION);
@@ -154,7 +155,7 @@ fn encode(entry: &SuppressionEntry) -> Vec<u8> {
 }
 
 /// Decodes a record stored under `key`.
-fn decode(key: &[u8], value: &[u8]) -> Result<SuppressionEntry, SpoolError> {
+pub(crate) fn decode(key: &[u8], value: &[u8]) -> Result<SuppressionEntry, SpoolError> {
     let corrupt = |reason: &str| SpoolError::corrupt(key, reason);
     let address_bytes = key
         .iter()
@@ -191,7 +192,7 @@ fn decode(key: &[u8], value: &[u8]) -> Result<SuppressionEntry, SpoolError> {
 }
 
 /// Write options of these rare, durable writes.
-fn synced() -> WriteOptions {
+pub(crate) fn synced() -> WriteOptions {
     let mut options = WriteOptions::default();
     options.set_sync(true);
     options
@@ -223,13 +224,19 @@ impl Spool {
         {
             return Ok(false);
         }
-        db.put_cf_opt(cf, &key, encode(&entry), &synced())
-            .map_err(SpoolError::from_rocksdb)?;
+        self.write_suppression(tenant, &key, Some(&entry), entry.added_at_ms)?;
         Ok(true)
     }
 
-    /// Durable delete; false if absent. Blocks for the sync: call it off the async runtime.
+    /// [`Spool::unsuppress_at`] without a change time (0): for a spool whose changes are not
+    /// journaled (without `[cluster]`).
     pub fn unsuppress(&self, tenant: &str, address: &str) -> Result<bool, SpoolError> {
+        self.unsuppress_at(tenant, address, 0)
+    }
+
+    /// Durable delete made at `at_ms` (unix milliseconds; the time replication orders changes by);
+    /// false if absent. Blocks for the sync: call it off the async runtime.
+    pub fn unsuppress_at(&self, tenant: &str, address: &str, at_ms: u64) -> Result<bool, SpoolError> {
         let db = self.db();
         let cf = db::cf(db, CF_SUPPRESSIONS)?;
         let key = key(tenant, address)?;
@@ -241,8 +248,7 @@ impl Spool {
         {
             return Ok(false);
         }
-        db.delete_cf_opt(cf, &key, &synced())
-            .map_err(SpoolError::from_rocksdb)?;
+        self.write_suppression(tenant, &key, None, at_ms)?;
         Ok(true)
     }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use common::{CountingObserver, ids, message, open_with};
-use penguin_queue::{SpoolOptions, SpoolReader, SuppressionEntry, SuppressionReason};
+use penguin_queue::{SpoolOptions, SpoolReader, SuppressionChange, SuppressionEntry, SuppressionReason};
 
 fn entry(address: &str, reason: SuppressionReason, campaign: Option<&str>) -> SuppressionEntry {
     SuppressionEntry {
@@ -152,6 +152,163 @@ fn secret_is_stable_across_reopen() {
     let spool = open_with(dir.path(), None);
     assert_eq!(spool.secret("unsubscribe").expect("secret"), first);
     assert_eq!(spool.secret("other").expect("secret"), other);
+}
+
+#[test]
+fn the_journal_holds_the_latest_change_per_address_across_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = open_with(dir.path(), None);
+    assert!(
+        spool
+            .suppress("acme", entry("off@x.example", SuppressionReason::Manual, None))
+            .expect("suppress")
+    );
+    assert!(
+        spool.pending_suppression_changes(10).expect("journal").is_empty(),
+        "off by default"
+    );
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = Arc::clone(&calls);
+    assert!(spool.journal_suppressions(Box::new(move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+    })));
+    assert!(
+        spool
+            .suppress(
+                "acme",
+                entry("Jane@X.example", SuppressionReason::Unsubscribe, Some("c"))
+            )
+            .expect("suppress")
+    );
+    assert!(
+        spool
+            .unsuppress_at("acme", "off@x.example", 7)
+            .expect("unsuppress")
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    let pending = spool.pending_suppression_changes(10).expect("journal");
+    assert_eq!(pending.len(), 2, "{pending:?}");
+    assert_eq!(
+        (pending[0].address.as_str(), pending[0].entry.is_some()),
+        ("jane@x.example", true)
+    );
+    assert_eq!(
+        (
+            pending[1].address.as_str(),
+            pending[1].at_ms,
+            pending[1].entry.is_none()
+        ),
+        ("off@x.example", 7, true)
+    );
+    // A newer change of the address replaces the pending one: settling the older one keeps it.
+    assert!(
+        spool
+            .unsuppress_at("acme", "jane@x.example", 9)
+            .expect("unsuppress")
+    );
+    assert!(!spool.settle_suppression_change(&pending[0]).expect("settle"));
+    assert!(spool.settle_suppression_change(&pending[1]).expect("settle"));
+    spool.close().expect("close");
+
+    let spool = open_with(dir.path(), None);
+    let pending = spool.pending_suppression_changes(10).expect("journal");
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    assert_eq!((pending[0].at_ms, pending[0].entry.is_none()), (9, true));
+}
+
+#[test]
+fn remote_changes_apply_unless_a_later_local_one_is_pending() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = open_with(dir.path(), None);
+    spool.journal_suppressions(Box::new(|| {}));
+    let remote = |address: &str, at_ms: u64, added: bool| SuppressionChange {
+        tenant: "acme".into(),
+        address: address.into(),
+        at_ms,
+        entry: added.then(|| SuppressionEntry {
+            added_at_ms: at_ms,
+            ..entry(address, SuppressionReason::Manual, None)
+        }),
+    };
+    // Nothing pending: applied (not journaled), and applying it again changes nothing.
+    assert!(
+        spool
+            .apply_suppression_change(&remote("a@x.example", 5, true), |_| unreachable!())
+            .expect("apply")
+    );
+    assert!(
+        !spool
+            .apply_suppression_change(&remote("a@x.example", 5, true), |_| unreachable!())
+            .expect("apply")
+    );
+    assert!(
+        spool
+            .suppression("acme", "a@x.example")
+            .expect("lookup")
+            .is_some()
+    );
+    assert!(spool.pending_suppression_changes(10).expect("journal").is_empty());
+    // A pending local deletion that wins keeps the local state; one that loses is replaced.
+    assert!(
+        spool
+            .unsuppress_at("acme", "a@x.example", 10)
+            .expect("unsuppress")
+    );
+    assert!(
+        !spool
+            .apply_suppression_change(&remote("a@x.example", 8, true), |pending| pending.at_ms >= 8)
+            .expect("apply")
+    );
+    assert_eq!(spool.suppression("acme", "a@x.example").expect("lookup"), None);
+    assert!(
+        spool
+            .apply_suppression_change(&remote("a@x.example", 12, true), |pending| pending.at_ms >= 12)
+            .expect("apply")
+    );
+    assert!(
+        spool
+            .suppression("acme", "a@x.example")
+            .expect("lookup")
+            .is_some()
+    );
+    assert!(
+        spool.pending_suppression_changes(10).expect("journal").is_empty(),
+        "the losing change is dropped"
+    );
+    // A remote deletion removes the entry; every tenant's entries are listed in key order.
+    assert!(
+        spool
+            .suppress("globex", entry("b@x.example", SuppressionReason::Manual, None))
+            .expect("suppress")
+    );
+    assert!(
+        spool
+            .apply_suppression_change(&remote("a@x.example", 20, false), |_| false)
+            .expect("apply")
+    );
+    let all = spool.all_suppressions(None, 10).expect("all");
+    assert_eq!(all.len(), 1);
+    assert_eq!(
+        (all[0].0.as_str(), all[0].1.address.as_str()),
+        ("globex", "b@x.example")
+    );
+    assert!(
+        spool
+            .all_suppressions(Some(("globex", "b@x.example")), 10)
+            .expect("all")
+            .is_empty()
+    );
+}
+
+#[test]
+fn set_secrets_replace_and_stored_secret_never_creates() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = open_with(dir.path(), None);
+    assert_eq!(spool.stored_secret("fleet").expect("read"), None);
+    spool.set_secret("fleet", [3; 32]).expect("set");
+    spool.set_secret("fleet", [4; 32]).expect("set");
+    assert_eq!(spool.stored_secret("fleet").expect("read"), Some([4; 32]));
+    assert_eq!(spool.secret("fleet").expect("secret"), [4; 32]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

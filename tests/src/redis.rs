@@ -194,3 +194,14 @@ async fn ping(address: SocketAddr) -> bool {
     };
     matches!(tokio::time::timeout(PING_TIMEOUT, exchange).await, Ok(Some(true)))
 }
+
+/// A `[cluster]` section for a test node on `redis`: node `id`, heartbeats every 100 ms, Redis
+/// commands bounded at 300 ms, nodes counted for 30 s.
+pub fn test_cluster(redis: &str, id: &str) -> penguin_config::ClusterConfig {
+    let mut cluster = penguin_config::ClusterConfig::new(redis);
+    cluster.node = id.to_string();
+    cluster.heartbeat_every = std::time::Duration::from_millis(100).into();
+    cluster.node_timeout = std::time::Duration::from_secs(30).into();
+    cluster.redis_timeout = std::time::Duration::from_millis(300).into();
+    cluster
+}

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use penguin_config::{ClusterConfig, Config};
+use penguin_config::Config;
 use penguin_tests::redis::TestRedis;
 use penguin_tests::{TestServer, WAIT, allow_loopback_relay, metric_sample, simple_message, test_config};
 use serde_json::Value;
@@ -29,11 +29,7 @@ fn node_config(dir: &Path, redis: &str, id: &str) -> Config {
     let mut config = test_config(dir);
     allow_loopback_relay(&mut config);
     config.log.events = Some(dir.join("events.jsonl"));
-    let mut cluster = ClusterConfig::new(redis);
-    cluster.node = id.to_string();
-    cluster.heartbeat_every = Duration::from_millis(100).into();
-    cluster.node_timeout = Duration::from_secs(30).into();
-    cluster.redis_timeout = Duration::from_millis(300).into();
+    let cluster = penguin_tests::redis::test_cluster(redis, id);
     config.cluster = Some(cluster);
     config
 }

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
-use penguin_config::{ClusterConfig, Config};
+use penguin_config::Config;
 use penguin_tests::delivery::apply_shaping;
 use penguin_tests::redis::TestRedis;
 use penguin_tests::sink::{Received, SinkBehaviour, TestSink};
@@ -21,11 +21,7 @@ fn node_config(dir: &Path, redis: &str, id: &str, sink: &TestSink) -> Config {
     config.delivery.paused = false;
     config.delivery.relay_host = Some(sink.address.to_string().parse().expect("relay host"));
     apply_shaping(&mut config, "[shaping]\nmax_message_rate = \"20/s\"\n");
-    let mut cluster = ClusterConfig::new(redis);
-    cluster.node = id.to_string();
-    cluster.heartbeat_every = Duration::from_millis(100).into();
-    cluster.node_timeout = Duration::from_secs(30).into();
-    cluster.redis_timeout = Duration::from_millis(300).into();
+    let cluster = penguin_tests::redis::test_cluster(redis, id);
     config.cluster = Some(cluster);
     config
 }

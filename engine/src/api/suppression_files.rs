@@ -5,7 +5,6 @@
 //! `csv` crate (quoted fields, CRLF).
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, State};
@@ -52,7 +51,7 @@ pub async fn import(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     principal.check_tenant(&state, &tenant)?;
-    let now = timefmt::unix_millis(SystemTime::now());
+    let now = state.shaping.clock.now_ms();
     let spool = Arc::clone(&state.spool);
     let name = tenant.clone();
     let outcome = blocking(move || Ok(import_lines(&spool, &name, &body, now))).await?;
@@ -153,7 +152,7 @@ fn apply(
     match spool.suppression(tenant, &entry.address)? {
         Some(existing) if existing.reason == entry.reason => imported.unchanged += 1,
         Some(existing) => {
-            spool.unsuppress(tenant, &existing.address)?;
+            spool.unsuppress_at(tenant, &existing.address, entry.added_at_ms)?;
             spool.suppress(tenant, entry)?;
             imported.updated += 1;
         }

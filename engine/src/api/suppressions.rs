@@ -2,7 +2,6 @@
 //! `GET`/`PUT`/`DELETE /v1/tenants/{tenant}/suppressions/{address}`.
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -162,7 +161,7 @@ pub async fn put_suppression(
     principal.check_tenant(&state, &tenant)?;
     check_address(&address)?;
     let (reason, campaign) = parse_put_body(&body)?;
-    let now = timefmt::unix_millis(SystemTime::now());
+    let now = state.shaping.clock.now_ms();
     let entry = SuppressionEntry {
         address: address.clone(),
         reason,
@@ -215,7 +214,8 @@ pub async fn delete_suppression(
     check_address(&address)?;
     let spool = Arc::clone(&state.spool);
     let (name, target) = (tenant.clone(), address.clone());
-    if blocking(move || spool.unsuppress(&name, &target)).await? {
+    let now = state.shaping.clock.now_ms();
+    if blocking(move || spool.unsuppress_at(&name, &target, now)).await? {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
         Err(not_listed(&tenant, &address))

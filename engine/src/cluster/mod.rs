@@ -1,5 +1,6 @@
-//! Several nodes sharing state through Redis (`[cluster]`): membership and health, the foundation the
-//! shared limits and state will stand on (not shared yet).
+//! Several nodes sharing state through Redis (`[cluster]`): membership and health (this file and
+//! `heartbeat.rs`), shared message rates (`slots.rs`), connection caps (`leases.rs`), and replicated
+//! control records — operator suspensions, campaign states (`control_sync.rs`).
 //!
 //! A [`Cluster`] handle (cheap to clone) knows this node's id, the Redis URL, whether Redis answered
 //! the last round (`up`/`down`), and the other nodes last read. Its task ([`Cluster::run`], spawned by
@@ -17,10 +18,14 @@
 //! last heard of (counted by [`Cluster::nodes_seen`] for `node_timeout` after this node last read its
 //! record, so an outage of Redis does not make the others vanish at once).
 
+mod control_sync;
 mod heartbeat;
+mod leases;
 mod slots;
+mod suppression_sync;
 #[cfg(test)]
 mod tests;
+mod unsubscribe_secret;
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -32,7 +37,13 @@ use crate::clock::SharedClock;
 use crate::events::{Event, EventBus, EventKind};
 use crate::metrics::Metrics;
 
+pub use control_sync::{ApplyChange, Change, Replication, SYNC_EVERY, run_control_sync};
+pub use leases::{Acquired, LEASE_KEY_PREFIX, LeaseGuard, Leases};
 pub use slots::run_slots;
+pub use suppression_sync::{
+    SUPPRESSION_TENANTS_KEY, SUPPRESSIONS_CHANNEL, SUPPRESSIONS_KEY_PREFIX, run_suppression_sync,
+};
+pub use unsubscribe_secret::{UNSUBSCRIBE_SECRET_KEY, share_at_start as share_unsubscribe_secret_at_start};
 
 /// Prefix of a node's record key: `penguin:node:{id}`.
 pub const NODE_KEY_PREFIX: &str = "penguin:node:";

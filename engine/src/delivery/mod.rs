@@ -121,6 +121,8 @@ pub struct Delivery {
     finishing: tokio_util::task::TaskTracker,
     /// Cancelled campaigns and deleted messages: not sent.
     cancellations: Arc<Cancellations>,
+    /// Connection leases of the fleet's caps (`[cluster]` only; set once at start).
+    leases: std::sync::OnceLock<crate::cluster::Leases>,
 }
 
 /// Messages waiting for their domain's route.
@@ -160,7 +162,13 @@ impl Delivery {
             clock,
             finishing: tokio_util::task::TaskTracker::new(),
             cancellations: Cancellations::new(),
+            leases: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Makes connections hold leases of the fleet's connection caps (`[cluster]`; before `run`).
+    pub fn set_leases(&self, leases: crate::cluster::Leases) {
+        let _ = self.leases.set(leases);
     }
 
     /// What must not be sent (shared with the API's campaign and message routes).

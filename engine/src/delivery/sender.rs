@@ -15,6 +15,7 @@ use super::complete::Loaded;
 use super::outcome::{Attempt, ConnectionInfo};
 use super::scheduler::{ConnId, Feedback, Next, Open, ReplyEffect, Work};
 use super::{Delivery, routing};
+use crate::cluster::{Acquired, LeaseGuard};
 
 /// How long QUIT may take when a connection closes.
 const QUIT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -56,12 +57,40 @@ struct Sent {
 }
 
 impl Delivery {
-    /// The worker of connection `open` (see the module documentation).
+    /// The worker of connection `open` (see the module documentation). With `[cluster]` it first
+    /// takes the leases of the fleet's connection caps: refused, it does not connect (no attempt) and
+    /// the scheduler's lane waits; held, they are given back after QUIT, before the slot is.
     pub(super) async fn run_connection(self: Arc<Self>, open: Open) {
         let ticket = Ticket {
             conn: open.conn,
             delivery: Arc::clone(&self),
         };
+        let Some(lease) = self.lease(&open).await else {
+            return;
+        };
+        self.deliver(&open, &ticket, &lease).await;
+        lease.release().await;
+        drop(ticket);
+    }
+
+    /// The leases connection `open` must hold (see [`crate::cluster::Leases`]), or None when they were
+    /// refused (the scheduler was told).
+    async fn lease(&self, open: &Open) -> Option<LeaseGuard> {
+        let Some(leases) = self.leases.get().filter(|_| !open.leases.is_empty()) else {
+            return Some(LeaseGuard::none());
+        };
+        match leases.acquire(&open.leases, open.conn).await {
+            Acquired::Held(guard) => Some(guard),
+            Acquired::Refused { retry_at_us } => {
+                self.lock()
+                    .lease_refused(open.conn, retry_at_us, self.clock.now_us());
+                None
+            }
+        }
+    }
+
+    /// Connects and sends item after item until the connection should close; then QUIT.
+    async fn deliver(self: &Arc<Self>, open: &Open, ticket: &Ticket, lease: &LeaseGuard) {
         let names = LaneNames {
             source: Arc::clone(&open.names.0),
             site: Arc::clone(&open.names.1),
@@ -75,10 +104,10 @@ impl Delivery {
             source_ip: open.source.ip,
             ..self.settings.client.clone()
         };
-        let mut connection = match self.open_to(&open, &settings).await {
+        let mut connection = match self.open_to(open, &settings).await {
             Ok(connection) => connection,
             Err((error, at)) => {
-                self.connection_failed(&open, &names, *first, &error, &at).await;
+                self.connection_failed(open, &names, *first, &error, &at).await;
                 return;
             }
         };
@@ -91,15 +120,17 @@ impl Delivery {
             // The next item, when one may go now: its commands ride behind this message's data.
             let ahead = self.take_ahead(&connection, open.conn);
             let sent = self
-                .send_item(&mut connection, &open, &settings, &work, loaded, ahead.as_ref())
+                .send_item(&mut connection, open, &settings, &work, loaded, ahead.as_ref())
                 .await;
             if let Some(previous) = storing.take() {
                 let _ = previous.await;
             }
-            storing = Some(self.report(&open, &names, work, sent.attempts, sent.loaded));
+            storing = Some(self.report(open, &names, work, sent.attempts, sent.loaded));
+            // A lost lease (or Redis back for a connection without one) ends the connection.
+            let reusable = sent.reusable && !lease.must_end();
             let next = match ahead {
                 Some((next, next_loaded)) => {
-                    if sent.reusable && !self.lock().lane_held(open.conn, self.clock.now_us()) {
+                    if reusable && !self.lock().lane_held(open.conn, self.clock.now_us()) {
                         Some((next, next_loaded))
                     } else {
                         // The connection broke, or the reply just stored suspended the queue.
@@ -107,7 +138,7 @@ impl Delivery {
                         None
                     }
                 }
-                None if sent.reusable => self.next_work(ticket.conn).await.map(|next| {
+                None if reusable => self.next_work(ticket.conn).await.map(|next| {
                     let next_loaded = self.load(next.item.id);
                     (next, next_loaded)
                 }),
@@ -119,7 +150,6 @@ impl Delivery {
             }
         }
         connection.quit(QUIT_TIMEOUT).await;
-        drop(ticket);
     }
 
     /// The item to pipeline behind the one being sent (see [`Connection::send`]): one that every

@@ -89,6 +89,8 @@ pub struct Suspensions {
     driver: Arc<Notify>,
     /// Now.
     clock: SharedClock,
+    /// With `[cluster]`: where changes are journaled for the other nodes.
+    replication: Option<crate::cluster::Replication>,
 }
 
 impl Suspensions {
@@ -104,6 +106,21 @@ impl Suspensions {
             scheduler,
             driver,
             clock,
+            replication: None,
+        }
+    }
+
+    /// These suspensions with their changes journaled for the other nodes (`[cluster]`).
+    pub fn with_replication(mut self, replication: Option<crate::cluster::Replication>) -> Self {
+        self.replication = replication;
+        self
+    }
+
+    /// Journals a change for the other nodes (with `[cluster]`), before it is stored here.
+    fn journal(&self, key: &str, value: Option<&[u8]>) -> Result<(), SpoolError> {
+        match &self.replication {
+            Some(replication) => replication.record(key, value, self.clock.now_ms()),
+            None => Ok(()),
         }
     }
 
@@ -141,8 +158,9 @@ impl Suspensions {
             created_us: now_us,
         };
         let record = serde_json::to_vec(&suspension).map_err(|e| SuspensionError::Invalid(e.to_string()))?;
-        self.spool
-            .put_control(&format!("{PREFIX}{}", suspension.id), &record)?;
+        let key = format!("{PREFIX}{}", suspension.id);
+        self.journal(&key, Some(&record))?;
+        self.spool.put_control(&key, &record)?;
         self.lock()
             .add_suspension(suspension.clone(), now_us)
             .map_err(|e| SuspensionError::Invalid(e.to_string()))?;
@@ -164,7 +182,9 @@ impl Suspensions {
         if id.starts_with(crate::campaigns::PAUSE_ID_PREFIX) {
             return Ok(false);
         }
-        let stored = self.spool.delete_control(&format!("{PREFIX}{id}"))?;
+        let key = format!("{PREFIX}{id}");
+        self.journal(&key, None)?;
+        let stored = self.spool.delete_control(&key)?;
         let in_force = self.lock().remove_suspension(id, self.clock.now_us()).is_some();
         self.driver.notify_one();
         Ok(stored || in_force)
@@ -253,4 +273,39 @@ fn parse_duration(duration: Option<&str>) -> Result<Duration, SuspensionError> {
 /// A new suspension id: `s` and 16 random hex digits.
 fn new_id() -> String {
     format!("s{:016x}", rand::random::<u64>())
+}
+
+impl crate::cluster::ApplyChange for Suspensions {
+    /// Another node created (`Some`) or deleted (`None`) the suspension of `key`: stored and in force
+    /// here as if made here, without journaling it again.
+    fn apply(&self, key: &str, value: Option<&[u8]>) -> bool {
+        let Some(id) = key.strip_prefix(PREFIX) else {
+            return false;
+        };
+        let now_us = self.clock.now_us();
+        let stored = match value {
+            Some(bytes) => match serde_json::from_slice::<OperatorSuspension>(bytes) {
+                Ok(suspension) if suspension.until_us > now_us => {
+                    let stored = self.spool.put_control(key, bytes);
+                    let _ = self.lock().add_suspension(suspension, now_us);
+                    stored
+                }
+                Ok(_) => Ok(()),
+                Err(error) => {
+                    tracing::warn!(%key, %error, "cluster: an unreadable suspension from another node");
+                    Ok(())
+                }
+            },
+            None => {
+                let deleted = self.spool.delete_control(key).map(|_| ());
+                self.lock().remove_suspension(id, now_us);
+                deleted
+            }
+        };
+        if let Err(error) = stored {
+            tracing::error!(%key, %error, "cannot store a suspension from another node");
+        }
+        self.driver.notify_one();
+        true
+    }
 }

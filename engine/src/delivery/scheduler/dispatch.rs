@@ -74,6 +74,8 @@ pub struct Open {
     pub names: (Arc<str>, Arc<str>, Arc<str>),
     /// Recipients per transaction.
     pub max_recipients: usize,
+    /// The shared caps whose leases it must hold before connecting (none without `[cluster]`).
+    pub leases: Vec<super::LeaseKey>,
 }
 
 impl Scheduler {
@@ -497,6 +499,9 @@ impl Scheduler {
         if eta > now_us {
             return Some(eta);
         }
+        if let Some(until) = self.lease_wait(lane_id, now_us) {
+            return Some(until);
+        }
         // A rate-limited lane opens one connection per rate slot at most: more would only wait.
         let mut allowed = if self.is_rate_limited(lane_id) {
             1
@@ -507,10 +512,15 @@ impl Scheduler {
             allowed -= 1;
             let lane = &self.lanes[lane_id.0 as usize];
             let (source, provider, limits) = (lane.source, lane.provider, lane.limits);
-            if lane.connections >= limits.max_connections || lane.connections >= lane.queued {
+            let max_connections = self.local_cap(limits.max_connections);
+            if lane.connections >= max_connections || lane.connections >= lane.queued {
                 return None;
             }
-            let provider_cap = self.settings.provider_limits(provider).max_connections;
+            let provider_cap = self
+                .settings
+                .provider_limits(provider)
+                .max_connections
+                .map(|cap| self.local_cap(cap));
             let provider_open = self
                 .provider_lanes
                 .get(&(source, provider))
@@ -577,6 +587,7 @@ impl Scheduler {
             route: Arc::clone(&site.route),
             names: self.lane_names(lane_id),
             max_recipients,
+            leases: self.lease_keys(lane_id),
         }
     }
 

@@ -10,6 +10,7 @@
 //! | `feedback` | remote replies → closed loop (AIMD), reply rules (suspend, reduce, bounce, retry) |
 //! | `operator` | operator suspensions (tenant, campaign, domain, provider, source) |
 //! | `view` | the `/v1/shaping` snapshot and the metrics |
+//! | `leases` | connection caps shared with other nodes (leases in the store), their fallback share |
 //! | `lane` | one ready queue: FIFOs per scheduled queue, counters, limiter state |
 //! | `settings` | what the scheduler reads of the config |
 //! | `names` | interned names and ids |
@@ -24,6 +25,7 @@ mod cancel;
 mod dispatch;
 mod feedback;
 mod lane;
+mod leases;
 mod names;
 mod operator;
 mod settings;
@@ -46,6 +48,7 @@ use crate::events::{Event, EventBus};
 pub use dispatch::{Next, Open};
 pub use feedback::{Feedback, ReplyEffect};
 pub use lane::{Hold, Item};
+pub use leases::LeaseKey;
 pub use names::{ConnId, LaneId, NameId, PoolId, ProviderId, QueueKey, SiteId, SourceId};
 pub use operator::{OperatorScope, OperatorSuspension, SuspensionError};
 pub use settings::{LaneLimits, PoolSettings, ProviderLimits, Settings, SourceSettings, TenantSettings};

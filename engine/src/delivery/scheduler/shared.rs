@@ -6,6 +6,8 @@
 //! that wait for them. When the store cannot be reached every shared rate falls back to this node's
 //! share: the rate divided by the nodes seen ([`Scheduler::set_shared_store`]).
 //!
+//! Connection caps are shared too, with leases (`leases.rs`); their fallback is the same share.
+//!
 //! Without `[cluster]` none of this is switched on and the scheduler is what it was.
 
 use std::collections::HashMap;
@@ -59,9 +61,11 @@ pub(super) struct SharedLimits {
     /// Lanes waiting for a limiter's slots.
     waiting: HashMap<SharedKey, Vec<LaneId>>,
     /// The store answers.
-    store_up: bool,
+    pub(super) store_up: bool,
     /// Nodes seen (for the fallback share).
-    nodes: usize,
+    pub(super) nodes: usize,
+    /// Lanes whose lease was refused: no connection before then (`leases.rs`).
+    pub(super) lease_waits: HashMap<LaneId, u64>,
     /// Sending time one request covers.
     lookahead_us: u64,
     /// Wakes the task that asks the store.
@@ -78,6 +82,7 @@ impl Scheduler {
             waiting: HashMap::new(),
             store_up: false,
             nodes: nodes.max(1),
+            lease_waits: HashMap::new(),
             lookahead_us: DEFAULT_LOOKAHEAD_US,
             wake,
         });

@@ -12,6 +12,9 @@ use tokio::sync::Notify;
 use super::*;
 use crate::events::{Event, EventBus, EventKind, EventSink};
 
+#[path = "leases_tests.rs"]
+mod leases_tests;
+
 /// One second in microseconds.
 const S: u64 = 1_000_000;
 /// The test's start time.
