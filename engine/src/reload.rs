@@ -4,7 +4,8 @@
 //! and `pools`: what `X-Pool` may pick) and the API's admin tokens (`[[api.token]]`,
 //! `api.metrics_require_token`). Sessions already authenticated keep the tenant they logged in as.
 //! Other changes need a restart — among them the delivery scheduler's settings (`[[source]]`, `[[pool]]`,
-//! `[[provider]]`, `[shaping]`, a tenant's `pool` and `max_message_rate`); the reload reports which
+//! `[[provider]]`, `[shaping]`, `[warmup]`, `[reputation]`, `[cluster]`, a tenant's `pool` and
+//! `max_message_rate`); the reload reports which
 //! differ from the settings the server started with, at every reload until a restart. The running
 //! config (what the API reads: DNS servers of domain checks, tokens) is the started one with only the
 //! applied parts replaced.
@@ -146,6 +147,10 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
     check("tenant.pool", tenant_pools(old) != tenant_pools(new));
     check("tenant.max_message_rate", tenant_rates(old) != tenant_rates(new));
     check("cluster", old.cluster != new.cluster);
+    // Warm-up plans and the blocklist checker are read at start (a source's warm-up can be changed
+    // at run time through /v1/sources/{s}/warmup).
+    check("warmup", old.warmup != new.warmup);
+    check("reputation", old.reputation != new.reputation);
     changed
 }
 
@@ -227,7 +232,7 @@ mod tests {
                       [[source]]\nname = \"ip2\"\nip = \"127.0.0.3\"\n\
                       [[pool]]\nname = \"bulk\"\nsources = [\"ip2\"]\n";
         let base = config(&format!("{egress}{}", tenant("acme", "")));
-        let cases: [(String, &[&str]); 9] = [
+        let cases: [(String, &[&str]); 11] = [
             (format!("{egress}{}", tenant("acme", "pools = [\"bulk\"]\n")), &[]),
             (
                 format!("{egress}{}{}", tenant("acme", ""), tenant("globex", "")),
@@ -271,6 +276,20 @@ mod tests {
                     tenant("acme", "")
                 ),
                 &["shaping"],
+            ),
+            (
+                format!(
+                    "{egress}[[warmup.plan]]\nname = \"new\"\ndaily = [50]\n{}",
+                    tenant("acme", "")
+                ),
+                &["warmup"],
+            ),
+            (
+                format!(
+                    "{egress}[reputation]\ndnsbl = [\"zen.example\"]\n{}",
+                    tenant("acme", "")
+                ),
+                &["reputation"],
             ),
         ];
         for (toml, expected) in cases {
