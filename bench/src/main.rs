@@ -6,6 +6,7 @@
 
 mod accuracy;
 mod capture;
+mod cluster;
 mod dkim;
 mod dnsworld;
 mod engine;
@@ -54,6 +55,25 @@ enum Bench {
         #[arg(long)]
         engine: Option<PathBuf>,
         /// Directory on the disk for the spool.
+        #[arg(long, default_value = "/var/tmp")]
+        spool_dir: PathBuf,
+    },
+    /// What `[cluster]` (shared limits in Redis) costs one node, and two nodes against one, same run;
+    /// printed, RESULTS.md untouched.
+    Cluster {
+        /// Messages per figure.
+        #[arg(long, default_value_t = 20_000)]
+        messages: usize,
+        /// Concurrent SMTP sessions per node.
+        #[arg(long, default_value_t = 20)]
+        sessions: usize,
+        /// Rounds (the medians are compared).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// The penguin-mta binary (default: next to this one).
+        #[arg(long)]
+        engine: Option<PathBuf>,
+        /// Directory on the disk for the spools.
         #[arg(long, default_value = "/var/tmp")]
         spool_dir: PathBuf,
     },
@@ -137,6 +157,19 @@ fn main() -> anyhow::Result<()> {
                 None => engine::default_binary()?,
             };
             inject::run(&binary, &spool_dir, messages, sessions)
+        }
+        Some(Bench::Cluster {
+            messages,
+            sessions,
+            rounds,
+            engine,
+            spool_dir,
+        }) => {
+            let binary = match engine {
+                Some(path) => path,
+                None => engine::default_binary()?,
+            };
+            cluster::run(&binary, &spool_dir, messages, sessions, rounds)
         }
         None => run::run(cli.run),
     }

@@ -85,6 +85,39 @@ impl KeyStore {
         })
     }
 
+    /// Writes a key made elsewhere (another node of a cluster) to `KEY_DIR/DOMAIN/SELECTOR.pem`, with
+    /// the same atomic 0600 creation as [`KeyStore::generate`] (missing directories mode 0700). `pem`
+    /// must be a usable signing key. A file with the same content is left alone (`Ok(false)`); a
+    /// different one is replaced atomically (a synced temporary file renamed over it), so the signer
+    /// uses the new key from the next message. Returns whether the file was written.
+    pub fn install(&self, domain: &str, selector: &str, pem: &[u8]) -> Result<bool, DkimError> {
+        let domain = names::domain(domain)?;
+        let selector = names::selector(selector)?;
+        let path = self.path(&domain, selector);
+        let context = Context {
+            domain: &domain,
+            selector,
+        };
+        key::public_key(pem).map_err(|reason| context.invalid(&path, reason))?;
+        match fs::read(&path) {
+            Ok(current) if current == pem => return Ok(false),
+            Ok(_) => {}
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+            Err(error) => return Err(context.io("read", &path, error)),
+        }
+        let dir = self.key_dir.join(&domain);
+        DirBuilder::new()
+            .recursive(true)
+            .mode(DIR_MODE)
+            .create(&dir)
+            .map_err(|error| context.io("create directory", &dir, error))?;
+        match write_new(&context, &dir, &path, pem) {
+            Err(DkimError::KeyExists { .. }) => replace(&context, &dir, &path, pem)?,
+            written => written?,
+        }
+        Ok(true)
+    }
+
     /// The DNS record of an existing key; `Ok(None)` when there is no key file.
     pub fn dns_record(&self, domain: &str, selector: &str) -> Result<Option<DnsRecord>, DkimError> {
         let domain = names::domain(domain)?;
@@ -158,19 +191,12 @@ impl Context<'_> {
 /// Writes `content` to the new file `path` atomically and without overwriting: a synced temporary file
 /// in `dir`, hard-linked to `path`, then removed; finally the directory is synced.
 fn write_new(context: &Context<'_>, dir: &Path, path: &Path, content: &[u8]) -> Result<(), DkimError> {
-    let (temp, mut file) = create_temp(context, dir)?;
-    let written = file
-        .set_permissions(fs::Permissions::from_mode(FILE_MODE))
-        .and_then(|()| file.write_all(content))
-        .and_then(|()| file.sync_all());
-    drop(file);
-    let linked = written
-        .map_err(|error| context.io("write", &temp, error))
-        .and_then(|()| match fs::hard_link(&temp, path) {
-            Ok(()) => Ok(()),
-            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => Err(context.exists(path)),
-            Err(error) => Err(context.io("create", path, error)),
-        });
+    let (temp, written) = write_temp(context, dir, content)?;
+    let linked = written.and_then(|()| match fs::hard_link(&temp, path) {
+        Ok(()) => Ok(()),
+        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => Err(context.exists(path)),
+        Err(error) => Err(context.io("create", path, error)),
+    });
     // The temporary name goes in every case; once linked, `path` keeps the content.
     let removed = fs::remove_file(&temp);
     linked?;
@@ -178,6 +204,38 @@ fn write_new(context: &Context<'_>, dir: &Path, path: &Path, content: &[u8]) -> 
     File::open(dir)
         .and_then(|dir| dir.sync_all())
         .map_err(|error| context.io("sync directory", dir, error))
+}
+
+/// Replaces the file `path` with `content` atomically: a synced temporary file in `dir` renamed over
+/// it, then the directory synced.
+fn replace(context: &Context<'_>, dir: &Path, path: &Path, content: &[u8]) -> Result<(), DkimError> {
+    let (temp, written) = write_temp(context, dir, content)?;
+    let renamed =
+        written.and_then(|()| fs::rename(&temp, path).map_err(|error| context.io("replace", path, error)));
+    if renamed.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    renamed?;
+    File::open(dir)
+        .and_then(|dir| dir.sync_all())
+        .map_err(|error| context.io("sync directory", dir, error))
+}
+
+/// A new temporary file (mode 0600) in `dir` holding `content`, synced; its path, and whether writing
+/// it worked (on failure the caller removes it).
+fn write_temp(
+    context: &Context<'_>,
+    dir: &Path,
+    content: &[u8],
+) -> Result<(PathBuf, Result<(), DkimError>), DkimError> {
+    let (temp, mut file) = create_temp(context, dir)?;
+    let written = file
+        .set_permissions(fs::Permissions::from_mode(FILE_MODE))
+        .and_then(|()| file.write_all(content))
+        .and_then(|()| file.sync_all());
+    drop(file);
+    let written = written.map_err(|error| context.io("write", &temp, error));
+    Ok((temp, written))
 }
 
 /// Creates a new temporary file (mode 0600) in `dir`.
@@ -208,6 +266,40 @@ fn create_temp(context: &Context<'_>, dir: &Path) -> Result<(PathBuf, File), Dki
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn install_writes_a_0600_key_keeps_the_same_and_replaces_a_different_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = KeyStore::new(dir.path());
+        let first = key::generate(Algorithm::Ed25519).expect("key").pem;
+        let second = key::generate(Algorithm::Ed25519).expect("key").pem;
+        assert!(
+            store
+                .install("Example.com", "s1", first.as_bytes())
+                .expect("install")
+        );
+        let path = dir.path().join("example.com/s1.pem");
+        let mode = fs::metadata(&path).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(mode, FILE_MODE);
+        assert!(
+            !store
+                .install("example.com", "s1", first.as_bytes())
+                .expect("same")
+        );
+        assert!(
+            store
+                .install("example.com", "s1", second.as_bytes())
+                .expect("replace")
+        );
+        assert_eq!(fs::read(&path).expect("read"), second.as_bytes());
+        assert_eq!(fs::read_dir(path.parent().expect("dir")).expect("dir").count(), 1);
+        let refused = store
+            .install("example.com", "s1", b"not a key")
+            .expect_err("invalid");
+        assert!(matches!(refused, DkimError::InvalidKey { .. }), "{refused}");
+        let traversal = store.install("../etc", "s1", first.as_bytes()).expect_err("name");
+        assert!(matches!(traversal, DkimError::InvalidName { .. }), "{traversal}");
+    }
 
     #[test]
     fn write_new_refuses_an_existing_name_and_leaves_no_temp_file() {

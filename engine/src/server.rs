@@ -208,7 +208,7 @@ pub async fn serve_with_clock(
     }
     let finisher = Arc::new(finisher(&config, &listeners, Arc::clone(&tokens))?);
     let running = Arc::new(ArcSwap::from_pointee(config.clone()));
-    let registry = Arc::new(TenantRegistry::load(Arc::clone(&spool), Arc::clone(&running))?);
+    let registry = TenantRegistry::load(Arc::clone(&spool), Arc::clone(&running))?;
     let tenants: SharedTenants = registry.directory();
     let (delivery, shaping) = delivery_side(
         &config,
@@ -219,6 +219,7 @@ pub async fn serve_with_clock(
         Arc::clone(&clock),
     )?;
     let in_flight = delivery.in_flight();
+    let (registry, api_keys) = accounts(registry, &config, (&spool, &clock), &shaping)?;
     shaping.lock().set_api_tenant_rates(registry.rates());
     let campaigns = crate::campaigns::Campaigns::new(
         Arc::clone(&spool),
@@ -255,8 +256,12 @@ pub async fn serve_with_clock(
     // With [cluster] the scheduler's rates are the fleet's: slots come from Redis (cluster::run_slots).
     let slots_wake = Arc::new(Notify::new());
     let scheduler = Arc::clone(&shaping.scheduler);
-    let appliers: Vec<Arc<dyn crate::cluster::ApplyChange>> =
-        vec![Arc::new(shaping.suspensions.clone()), Arc::new(campaigns.clone())];
+    let appliers: Vec<Arc<dyn crate::cluster::ApplyChange>> = vec![
+        Arc::new(shaping.suspensions.clone()),
+        Arc::new(campaigns.clone()),
+        Arc::clone(&registry) as Arc<dyn crate::cluster::ApplyChange>,
+        Arc::new(api_keys.clone()),
+    ];
     if let (Some(cluster), Some(section)) = (&cluster, &config.cluster) {
         shaping.lock().enable_shared_limits(1, Arc::clone(&slots_wake));
         // Connection caps too: each connection holds leases in Redis (cluster::leases).
@@ -289,7 +294,7 @@ pub async fn serve_with_clock(
         reputation,
         warmup: warmup.clone(),
         cluster: cluster.clone(),
-        auth: api::Authenticator::new(api::api_keys::ApiKeys::load(Arc::clone(&spool))?, &config),
+        auth: api::Authenticator::new(api_keys, &config),
     };
     let services = ReceptionServices {
         events,
@@ -342,6 +347,12 @@ pub async fn serve_with_clock(
             cluster.clone(),
             Arc::clone(&spool),
             tokens,
+            stopped.clone(),
+        ));
+        // This node's usage counters, for the fleet's usage (cluster::usage_sync).
+        tasks.spawn(crate::cluster::run_usage_push(
+            cluster.clone(),
+            Arc::clone(&spool),
             stopped.clone(),
         ));
         tasks.spawn(cluster.run(stopped.clone()));
@@ -407,6 +418,27 @@ fn delivery_side(
         clock,
     };
     Ok((delivery, shaping))
+}
+
+/// The API tenants (giving the scheduler the rates other nodes change) and the tenant API keys, with
+/// their changes journaled for the other nodes when `[cluster]` is set (tenants, SMTP logins, DKIM
+/// keys and API keys are shared).
+fn accounts(
+    registry: TenantRegistry,
+    config: &Config,
+    (spool, clock): (&Arc<Spool>, &SharedClock),
+    shaping: &ShapingState,
+) -> Result<(Arc<TenantRegistry>, api::api_keys::ApiKeys), ServeError> {
+    let replication = config
+        .cluster
+        .as_ref()
+        .map(|cluster| crate::cluster::Replication::new(Arc::clone(spool), &cluster.node));
+    let registry = registry
+        .with_replication(replication.clone(), Arc::clone(clock))
+        .with_scheduler(Arc::clone(&shaping.scheduler));
+    let api_keys =
+        api::api_keys::ApiKeys::load(Arc::clone(spool))?.with_replication(replication, Arc::clone(clock));
+    Ok((Arc::new(registry), api_keys))
 }
 
 /// The sources' blocklist state and, when `[reputation] dnsbl` names zones, its checker (spawned with

@@ -3,16 +3,25 @@
 //! records under `tenant/NAME`), plus the SMTP logins made over the API (`smtp-login/USERNAME`, argon2id
 //! hashes). Every change rebuilds the SMTP tenant directory and the API's tenant names at once, so a
 //! deleted tenant's logins fail from the next AUTH on.
+//!
+//! With `[cluster]` every change is journaled for the other nodes before it is stored (see
+//! [`crate::cluster::Replication`]), and the other nodes' changes are applied here (`sync.rs`), as are
+//! the DKIM keys of the domains added over the API (`dkim-key/DOMAIN/SELECTOR`).
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use arc_swap::ArcSwap;
 use penguin_config::{Config, MissingKeyAction};
 use penguin_queue::{Spool, SpoolError};
 use serde::{Deserialize, Serialize};
 
+use crate::clock::{SharedClock, SystemClock};
+use crate::cluster::Replication;
+use crate::delivery::scheduler::Scheduler;
 use crate::smtp::auth::{RELAY_TENANT, SharedTenants, Tenant, TenantDirectory};
+
+mod sync;
 
 /// Control-record prefix of API tenants.
 const TENANT_PREFIX: &str = "tenant/";
@@ -85,6 +94,9 @@ pub enum TenantError {
     /// The spool failed.
     #[error(transparent)]
     Spool(#[from] SpoolError),
+    /// A DKIM key file could not be read to share it with the other nodes.
+    #[error("{0}")]
+    Key(String),
 }
 
 /// The tenants (see the module documentation).
@@ -101,6 +113,12 @@ pub struct TenantRegistry {
     directory: SharedTenants,
     /// The tenant names the API accepts.
     names: Arc<ArcSwap<HashSet<String>>>,
+    /// With `[cluster]`: where changes are journaled for the other nodes.
+    replication: Option<Replication>,
+    /// The time of a journaled change.
+    clock: SharedClock,
+    /// Where the other nodes' changes of `max_message_rate` take effect.
+    scheduler: Option<Arc<Mutex<Scheduler>>>,
 }
 
 impl TenantRegistry {
@@ -129,9 +147,34 @@ impl TenantRegistry {
                 &Config::default(),
             ))),
             names: Arc::new(ArcSwap::from_pointee(HashSet::new())),
+            replication: None,
+            clock: Arc::new(SystemClock),
+            scheduler: None,
         };
         registry.rebuild();
         Ok(registry)
+    }
+
+    /// This registry with its changes journaled for the other nodes at `clock`'s time (`[cluster]`).
+    pub fn with_replication(mut self, replication: Option<Replication>, clock: SharedClock) -> Self {
+        self.replication = replication;
+        self.clock = clock;
+        self
+    }
+
+    /// This registry giving `scheduler` the tenants' rates when another node changed one.
+    pub fn with_scheduler(mut self, scheduler: Arc<Mutex<Scheduler>>) -> Self {
+        self.scheduler = Some(scheduler);
+        self
+    }
+
+    /// Journals a change of control record `key` for the other nodes (with `[cluster]`), before it
+    /// is stored here.
+    fn journal(&self, key: &str, value: Option<&[u8]>) -> Result<(), SpoolError> {
+        match &self.replication {
+            Some(replication) => replication.record(key, value, self.clock.now_ms()),
+            None => Ok(()),
+        }
     }
 
     /// What SMTP AUTH and reception read.
@@ -214,10 +257,14 @@ impl TenantRegistry {
         self.existing(name)?;
         let usernames: Vec<String> = self.logins_of(name).into_iter().map(|(u, _)| u).collect();
         for username in usernames {
-            self.spool.delete_control(&format!("{LOGIN_PREFIX}{username}"))?;
+            let key = format!("{LOGIN_PREFIX}{username}");
+            self.journal(&key, None)?;
+            self.spool.delete_control(&key)?;
             self.write_logins().remove(&username);
         }
-        self.spool.delete_control(&format!("{TENANT_PREFIX}{name}"))?;
+        let key = format!("{TENANT_PREFIX}{name}");
+        self.journal(&key, None)?;
+        self.spool.delete_control(&key)?;
         self.write_tenants().remove(name);
         self.rebuild();
         Ok(())
@@ -232,8 +279,9 @@ impl TenantRegistry {
         }
         let value =
             serde_json::to_vec(&login).map_err(|e| TenantError::Invalid("login".into(), e.to_string()))?;
-        self.spool
-            .put_control(&format!("{LOGIN_PREFIX}{username}"), &value)?;
+        let key = format!("{LOGIN_PREFIX}{username}");
+        self.journal(&key, Some(&value))?;
+        self.spool.put_control(&key, &value)?;
         self.write_logins().insert(username.to_string(), login);
         self.rebuild();
         Ok(())
@@ -257,7 +305,9 @@ impl TenantRegistry {
         if !owned {
             return Ok(false);
         }
-        self.spool.delete_control(&format!("{LOGIN_PREFIX}{username}"))?;
+        let key = format!("{LOGIN_PREFIX}{username}");
+        self.journal(&key, None)?;
+        self.spool.delete_control(&key)?;
         self.write_logins().remove(username);
         self.rebuild();
         Ok(true)
@@ -280,8 +330,9 @@ impl TenantRegistry {
     fn store(&self, tenant: &ApiTenant) -> Result<(), TenantError> {
         let value =
             serde_json::to_vec(tenant).map_err(|e| TenantError::Invalid("body".into(), e.to_string()))?;
-        self.spool
-            .put_control(&format!("{TENANT_PREFIX}{}", tenant.name), &value)?;
+        let key = format!("{TENANT_PREFIX}{}", tenant.name);
+        self.journal(&key, Some(&value))?;
+        self.spool.put_control(&key, &value)?;
         self.write_tenants().insert(tenant.name.clone(), tenant.clone());
         self.rebuild();
         Ok(())

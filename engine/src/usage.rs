@@ -152,6 +152,17 @@ impl Totals {
         })
     }
 
+    /// Adds `value` to the field of `kind` (one of [`USAGE_KINDS`]); false for another kind.
+    pub fn add_kind(&mut self, kind: &str, value: i64) -> bool {
+        match self.field(kind) {
+            Some(field) => {
+                *field += value;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Adds `other` to these.
     pub fn add(&mut self, other: &Totals) {
         self.accepted += other.accepted;

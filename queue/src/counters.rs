@@ -103,6 +103,24 @@ impl Spool {
         Ok(found)
     }
 
+    /// The first counter key at or after `from` that starts with `prefix`, if any: a seek, so that the
+    /// groups of a key space (e.g. the tenants of `u/TENANT/...`) are found without reading them all.
+    pub fn first_counter_key(&self, from: &str, prefix: &str) -> Result<Option<String>, SpoolError> {
+        let db = self.db();
+        let cf = db::cf(db, CF_COUNTERS)?;
+        let mode = IteratorMode::From(from.as_bytes(), Direction::Forward);
+        let Some(item) = db.iterator_cf(cf, mode).next() else {
+            return Ok(None);
+        };
+        let (key, _) = item.map_err(SpoolError::from_rocksdb)?;
+        if !key.starts_with(prefix.as_bytes()) {
+            return Ok(None);
+        }
+        let key = String::from_utf8(key.into_vec())
+            .map_err(|_| SpoolError::corrupt(b"counters", "a counter key is not UTF-8"))?;
+        Ok(Some(key))
+    }
+
     /// Adds increments that belong to no queued message (a refused recipient, an unsubscription): one
     /// write of its own, through the WAL without an fsync of its own.
     pub fn add_counts(&self, counts: &Counts) -> Result<(), SpoolError> {

@@ -18,6 +18,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 pub mod binary;
+pub mod cluster;
 pub mod delivery;
 pub mod dkim;
 pub mod dns;

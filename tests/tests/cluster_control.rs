@@ -3,16 +3,14 @@
 //! lifts it on A; a campaign paused on A is paused on B; a suspension made on A while Redis is away is
 //! replayed when Redis returns and reaches B without operator action.
 
-use std::net::SocketAddr;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use penguin_config::Config;
+use penguin_tests::cluster::{admin as api, wait_redis, wait_until};
 use penguin_tests::redis::TestRedis;
 use penguin_tests::sink::{SinkBehaviour, TestSink};
-use penguin_tests::{
-    TEST_ADMIN_TOKEN, TestServer, WAIT, allow_loopback_relay, http_exchange, simple_message, test_config,
-};
+use penguin_tests::{TestServer, allow_loopback_relay, simple_message, test_config};
 use serde_json::{Value, json};
 
 fn node_config(dir: &Path, redis: &str, id: &str, sink: &TestSink) -> Config {
@@ -25,50 +23,11 @@ fn node_config(dir: &Path, redis: &str, id: &str, sink: &TestSink) -> Config {
     config
 }
 
-/// An admin API call; (status, JSON body or null).
-async fn api(address: SocketAddr, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
-    let content_type = (!bytes.is_empty()).then_some("application/json");
-    let answer = http_exchange(
-        address,
-        Some(TEST_ADMIN_TOKEN),
-        method,
-        path,
-        content_type,
-        &bytes,
-    )
-    .await;
-    (
-        answer.status,
-        serde_json::from_str(&answer.body).unwrap_or(Value::Null),
-    )
-}
-
-/// Waits (bounded) until `GET path` on `address` satisfies `wanted`; returns how long it took.
-async fn wait_api(address: SocketAddr, path: &str, what: &str, wanted: impl Fn(&Value) -> bool) -> Duration {
-    let start = Instant::now();
-    loop {
-        let (_, body) = api(address, "GET", path, None).await;
-        if wanted(&body) {
-            return start.elapsed();
-        }
-        assert!(start.elapsed() < WAIT, "waited {WAIT:?} for {what}: {body}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Whether `GET /v1/suspensions` lists `id`.
 fn lists(body: &Value, id: &str) -> bool {
     body["suspensions"]
         .as_array()
         .is_some_and(|list| list.iter().any(|s| s["id"] == id))
-}
-
-async fn wait_redis(address: SocketAddr, up: bool) {
-    wait_api(address, "/v1/cluster", "the Redis state", |body| {
-        body["redis"]["up"] == up && body["nodes"].as_array().map_or(0, Vec::len) == 2
-    })
-    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -81,8 +40,8 @@ async fn suspensions_and_pauses_made_on_one_node_hold_the_others_and_survive_an_
     );
     let a = TestServer::start(node_config(dir_a.path(), &redis.url(), "node-a", &sink)).await;
     let b = TestServer::start(node_config(dir_b.path(), &redis.url(), "node-b", &sink)).await;
-    wait_redis(a.api, true).await;
-    wait_redis(b.api, true).await;
+    wait_redis(a.api, true, 2).await;
+    wait_redis(b.api, true, 2).await;
 
     // A suspends x.example; B holds its mail to it within a second.
     let (status, made) = api(
@@ -94,7 +53,7 @@ async fn suspensions_and_pauses_made_on_one_node_hold_the_others_and_survive_an_
     .await;
     assert_eq!(status, 201, "{made}");
     let id = made["id"].as_str().expect("id").to_owned();
-    let took = wait_api(b.api, "/v1/suspensions", "the suspension on B", |body| {
+    let (_, took) = wait_until(b.api, "/v1/suspensions", "the suspension on B", |body| {
         lists(body, &id)
     })
     .await;
@@ -109,7 +68,7 @@ async fn suspensions_and_pauses_made_on_one_node_hold_the_others_and_survive_an_
             .code,
         250
     );
-    wait_api(b.api, "/v1/shaping", "the message held on B", |body| {
+    wait_until(b.api, "/v1/shaping", "the message held on B", |body| {
         body["queues"]
             .as_array()
             .is_some_and(|q| q.iter().any(|q| q["queued"] == 1))
@@ -127,7 +86,7 @@ async fn suspensions_and_pauses_made_on_one_node_hold_the_others_and_survive_an_
             .0,
         204
     );
-    wait_api(a.api, "/v1/suspensions", "the deletion on A", |body| {
+    wait_until(a.api, "/v1/suspensions", "the deletion on A", |body| {
         !lists(body, &id)
     })
     .await;
@@ -136,11 +95,11 @@ async fn suspensions_and_pauses_made_on_one_node_hold_the_others_and_survive_an_
     // A pauses a campaign; B shows it paused.
     let path = "/v1/tenants/default/campaigns/spring";
     assert_eq!(api(a.api, "POST", &format!("{path}/pause"), None).await.0, 200);
-    wait_api(b.api, path, "the pause on B", |body| body["state"] == "paused").await;
+    wait_until(b.api, path, "the pause on B", |body| body["state"] == "paused").await;
 
     // Redis away: a suspension made on A is in force on A only; Redis back: it reaches B.
     redis.stop().await;
-    wait_redis(a.api, false).await;
+    wait_redis(a.api, false, 2).await;
     let (status, made) = api(
         a.api,
         "POST",
@@ -151,7 +110,7 @@ async fn suspensions_and_pauses_made_on_one_node_hold_the_others_and_survive_an_
     assert_eq!(status, 201, "{made}");
     let offline = made["id"].as_str().expect("id").to_owned();
     redis.restart().await;
-    wait_api(b.api, "/v1/suspensions", "the replayed suspension on B", |body| {
+    wait_until(b.api, "/v1/suspensions", "the replayed suspension on B", |body| {
         lists(body, &offline)
     })
     .await;

@@ -3,7 +3,9 @@
 //!
 //! A key is `pmk_` and 43 base64url characters (32 random bytes). Only its SHA-256 is stored: in the
 //! spool's control records under `api-key/TENANT/ID` (`{"sha256", "created_ms"}`, synced), and in
-//! memory by hash for the per-request lookup.
+//! memory by hash for the per-request lookup. With `[cluster]` every creation and deletion is
+//! journaled for the other nodes before it is stored, and theirs are applied here ([`ApiKeys`]
+//! implements [`crate::cluster::ApplyChange`]): a key made on one node authenticates on all.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -20,6 +22,8 @@ use serde_json::json;
 use super::auth::Principal;
 use super::error::{ApiError, ErrorBody};
 use super::{ApiState, blocking};
+use crate::clock::{SharedClock, SystemClock};
+use crate::cluster::Replication;
 use crate::timefmt;
 
 /// Control-record prefix of the keys.
@@ -65,12 +69,17 @@ struct StoredKey {
     created_ms: u64,
 }
 
-/// The keys of every tenant.
+/// The keys of every tenant (cheap to clone: the clones share the keys).
+#[derive(Clone)]
 pub struct ApiKeys {
     /// Where they are stored.
     spool: Arc<Spool>,
     /// By hash.
-    by_hash: RwLock<HashMap<[u8; 32], KeyRecord>>,
+    by_hash: Arc<RwLock<HashMap<[u8; 32], KeyRecord>>>,
+    /// With `[cluster]`: where changes are journaled for the other nodes.
+    replication: Option<Replication>,
+    /// The time of a journaled change.
+    clock: SharedClock,
 }
 
 impl ApiKeys {
@@ -85,21 +94,32 @@ impl ApiKeys {
                 tracing::warn!(%key, "ignoring an unreadable stored API key");
                 continue;
             };
-            let mut hash = [0u8; 32];
-            if hex::decode_to_slice(&stored.sha256, &mut hash).is_err() {
-                continue;
+            if let Some((hash, record)) = stored.record(tenant, id) {
+                by_hash.insert(hash, record);
             }
-            let record = KeyRecord {
-                tenant: tenant.to_string(),
-                id: id.to_string(),
-                created_ms: stored.created_ms,
-            };
-            by_hash.insert(hash, record);
         }
         Ok(ApiKeys {
             spool,
-            by_hash: RwLock::new(by_hash),
+            by_hash: Arc::new(RwLock::new(by_hash)),
+            replication: None,
+            clock: Arc::new(SystemClock),
         })
+    }
+
+    /// These keys with their changes journaled for the other nodes at `clock`'s time (`[cluster]`).
+    pub fn with_replication(mut self, replication: Option<Replication>, clock: SharedClock) -> Self {
+        self.replication = replication;
+        self.clock = clock;
+        self
+    }
+
+    /// Journals a change of control record `key` for the other nodes (with `[cluster]`), before it
+    /// is stored here.
+    fn journal(&self, key: &str, value: Option<&[u8]>) -> Result<(), SpoolError> {
+        match &self.replication {
+            Some(replication) => replication.record(key, value, self.clock.now_ms()),
+            None => Ok(()),
+        }
     }
 
     /// The key whose hash is `hash`.
@@ -117,8 +137,9 @@ impl ApiKeys {
             created_ms: now_ms,
         };
         let value = serde_json::to_vec(&stored).map_err(|e| ApiError::internal(e.to_string()))?;
-        self.spool
-            .put_control(&format!("{PREFIX}{tenant}/{id}"), &value)?;
+        let key = format!("{PREFIX}{tenant}/{id}");
+        self.journal(&key, Some(&value))?;
+        self.spool.put_control(&key, &value)?;
         let record = KeyRecord {
             tenant: tenant.to_string(),
             id,
@@ -143,7 +164,11 @@ impl ApiKeys {
     /// Deletes key `id` of `tenant` (synced; no request authenticates with it afterwards): true if
     /// it existed.
     pub fn delete(&self, tenant: &str, id: &str) -> Result<bool, SpoolError> {
-        let existed = self.spool.delete_control(&format!("{PREFIX}{tenant}/{id}"))?;
+        let key = format!("{PREFIX}{tenant}/{id}");
+        if self.read().values().any(|k| k.tenant == tenant && k.id == id) {
+            self.journal(&key, None)?;
+        }
+        let existed = self.spool.delete_control(&key)?;
         let mut by_hash = self.write();
         let before = by_hash.len();
         by_hash.retain(|_, key| !(key.tenant == tenant && key.id == id));
@@ -171,6 +196,55 @@ impl ApiKeys {
         self.by_hash
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl StoredKey {
+    /// The hash and record of key `id` of `tenant` stored as this; None if the hash is not hex.
+    fn record(&self, tenant: &str, id: &str) -> Option<([u8; 32], KeyRecord)> {
+        let mut hash = [0u8; 32];
+        hex::decode_to_slice(&self.sha256, &mut hash).ok()?;
+        let record = KeyRecord {
+            tenant: tenant.to_string(),
+            id: id.to_string(),
+            created_ms: self.created_ms,
+        };
+        Some((hash, record))
+    }
+}
+
+impl crate::cluster::ApplyChange for ApiKeys {
+    /// Another node created (`Some`) or deleted (`None`) the API key of `key` (`api-key/T/ID`):
+    /// stored and in force here as if made here, without journaling it again.
+    fn apply(&self, key: &str, value: Option<&[u8]>) -> bool {
+        let Some((tenant, id)) = key.strip_prefix(PREFIX).and_then(|rest| rest.split_once('/')) else {
+            return false;
+        };
+        let stored = match value {
+            Some(bytes) => {
+                let record = serde_json::from_slice::<StoredKey>(bytes)
+                    .ok()
+                    .and_then(|stored| stored.record(tenant, id));
+                let Some((hash, record)) = record else {
+                    tracing::warn!(%key, "cluster: an unreadable API key from another node");
+                    return true;
+                };
+                let stored = self.spool.put_control(key, bytes);
+                let mut by_hash = self.write();
+                by_hash.retain(|_, k| !(k.tenant == tenant && k.id == id));
+                by_hash.insert(hash, record);
+                stored
+            }
+            None => {
+                let deleted = self.spool.delete_control(key).map(|_| ());
+                self.write().retain(|_, k| !(k.tenant == tenant && k.id == id));
+                deleted
+            }
+        };
+        if let Err(error) = stored {
+            tracing::error!(%key, %error, "cannot store an API key from another node");
+        }
+        true
     }
 }
 

@@ -3,7 +3,8 @@
 //! (`dkim.key_dir/DOMAIN/SELECTOR.pem`, kept when it exists) and answers every DNS record to publish:
 //! the DKIM key, an SPF record for the egress IPs and a DMARC record. `GET …/domains` lists the
 //! domains with their signing selectors and keys; `DELETE …/domains/{d}` removes the domain (its key
-//! files stay). Tenants of the config file are changed in the file (409 here).
+//! files stay). Tenants of the config file are changed in the file (409 here). With `[cluster]` the
+//! key (its PEM, through Redis) and the domain reach the other nodes (`crate::tenants`).
 
 use std::sync::Arc;
 
@@ -108,6 +109,9 @@ pub async fn add(
                 .map_err(|e| ApiError::internal(e.to_string()))?,
             Err(error) => return Err(ApiError::internal(error.to_string())),
         };
+        // With [cluster] the key reaches the other nodes (before the domain does, in the journal's
+        // key order), so the domain signs on all of them.
+        api.registry.share_dkim_key(&host, &key)?;
         if !current.sender_domains.contains(&host) {
             current.sender_domains.push(host);
             api.registry.replace(&name, current)?;

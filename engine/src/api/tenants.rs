@@ -27,6 +27,7 @@ impl From<TenantError> for ApiError {
             TenantError::Conflict(message) => ApiError::new(StatusCode::CONFLICT, message),
             TenantError::NotFound(name) => ApiError::not_found(format!("unknown tenant {name:?}")),
             TenantError::Spool(error) => ApiError::from(error),
+            TenantError::Key(why) => ApiError::internal(why),
         }
     }
 }

@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::{Extension, Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use jiff::civil::Date;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::auth::Principal;
 use super::error::{ApiError, ErrorBody};
@@ -51,13 +51,41 @@ fn date_range(query: Option<&str>, today: Date) -> Result<(Date, Date), ApiError
     Ok((from, to))
 }
 
+/// Adds the other nodes' counts to `days` (this node's, from its spool) when `[cluster]` is set;
+/// the `fleet` part of the answer: whether Redis answered, the nodes counted (this one first).
+async fn add_fleet(
+    state: &ApiState,
+    tenant: &str,
+    (from, to): (Date, Date),
+    days: &mut [usage::UsageDay],
+) -> Option<Value> {
+    let cluster = state.cluster.as_ref()?;
+    let others = cluster.others_usage(tenant, from, to).await;
+    for day in days.iter_mut() {
+        let counted = day
+            .date
+            .parse::<Date>()
+            .ok()
+            .and_then(|date| others.days.get(&date));
+        if let Some(totals) = counted {
+            day.totals.add(totals);
+        }
+    }
+    let nodes: Vec<&str> = std::iter::once(cluster.node())
+        .chain(others.nodes.iter().map(String::as_str))
+        .collect();
+    Some(json!({"complete": others.complete, "nodes": nodes}))
+}
+
 /// `GET /v1/tenants/{tenant}/usage`: one entry per UTC day from `from` to `to` (inclusive), days
-/// without activity as zeros, and the totals.
+/// without activity as zeros, and the totals. With `[cluster]` the counts are the fleet's (every
+/// node's, summed) and `fleet` says whether Redis answered (`complete`; else the other nodes' last
+/// known counts) and which nodes are counted.
 #[utoipa::path(get, path = "/v1/tenants/{tenant}/usage", tag = "usage",
     params(("tenant" = String, Path, description = "Tenant name"),
         ("from" = Option<String>, Query, description = "First UTC day, YYYY-MM-DD (default: `to`)"),
         ("to" = Option<String>, Query, description = "Last UTC day, YYYY-MM-DD (default: today); at most 366 days")),
-    responses((status = 200, description = "`{\"tenant\", \"from\", \"to\", \"days\": [{\"date\", \"accepted\", \"delivered\", \"deferred\", \"bounced\", \"expired\", \"suppressed\", \"unsubscribed\", \"cancelled\"}], \"total\"}`", body = Object),
+    responses((status = 200, description = "`{\"tenant\", \"from\", \"to\", \"days\": [{\"date\", \"accepted\", \"delivered\", \"deferred\", \"bounced\", \"expired\", \"suppressed\", \"unsubscribed\", \"cancelled\"}], \"total\"}`; with `[cluster]` the fleet's counts and `\"fleet\": {\"complete\", \"nodes\"}`", body = Object),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn usage(
@@ -71,19 +99,23 @@ pub async fn usage(
     let (from, to) = date_range(query.as_deref(), today)?;
     let spool = Arc::clone(&state.spool);
     let name = tenant.clone();
-    let days = blocking(move || usage::read_usage(&spool, &name, from, to)).await?;
+    let mut days = blocking(move || usage::read_usage(&spool, &name, from, to)).await?;
+    let fleet = add_fleet(&state, &tenant, (from, to), &mut days).await;
     let mut total = usage::Totals::default();
     for day in &days {
         total.add(&day.totals);
     }
-    Ok(Json(json!({
+    let mut body = json!({
         "tenant": tenant,
         "from": from.to_string(),
         "to": to.to_string(),
         "days": days,
         "total": total,
-    }))
-    .into_response())
+    });
+    if let Some(fleet) = fleet {
+        body["fleet"] = fleet;
+    }
+    Ok(Json(body).into_response())
 }
 
 #[cfg(test)]

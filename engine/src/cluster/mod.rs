@@ -1,6 +1,7 @@
 //! Several nodes sharing state through Redis (`[cluster]`): membership and health (this file and
 //! `heartbeat.rs`), shared message rates (`slots.rs`), connection caps (`leases.rs`), and replicated
-//! control records — operator suspensions, campaign states (`control_sync.rs`).
+//! control records — operator suspensions, campaign states (`control_sync.rs`), usage counters summed
+//! over the nodes (`usage_sync.rs`).
 //!
 //! A [`Cluster`] handle (cheap to clone) knows this node's id, the Redis URL, whether Redis answered
 //! the last round (`up`/`down`), and the other nodes last read. Its task ([`Cluster::run`], spawned by
@@ -26,6 +27,7 @@ mod suppression_sync;
 #[cfg(test)]
 mod tests;
 mod unsubscribe_secret;
+mod usage_sync;
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -44,6 +46,9 @@ pub use suppression_sync::{
     SUPPRESSION_TENANTS_KEY, SUPPRESSIONS_CHANNEL, SUPPRESSIONS_KEY_PREFIX, run_suppression_sync,
 };
 pub use unsubscribe_secret::{UNSUBSCRIBE_SECRET_KEY, share_at_start as share_unsubscribe_secret_at_start};
+pub use usage_sync::{
+    OthersUsage, USAGE_KEY_PREFIX, USAGE_PUSH_EVERY, USAGE_TTL_SECS, run_usage_push, usage_hash,
+};
 
 /// Prefix of a node's record key: `penguin:node:{id}`.
 pub const NODE_KEY_PREFIX: &str = "penguin:node:";
@@ -173,6 +178,8 @@ struct Inner {
     parts: ClusterParts,
     /// Changed by the rounds.
     state: Mutex<State>,
+    /// The other nodes' usage: connection and last known values (`usage_sync.rs`).
+    usage: usage_sync::UsageReader,
 }
 
 /// This node's view of the cluster (see the module doc). Clones share it.
@@ -202,6 +209,7 @@ impl Cluster {
                     last_written: None,
                     others: Vec::new(),
                 }),
+                usage: usage_sync::UsageReader::default(),
             }),
         })
     }
