@@ -3,7 +3,8 @@
 //!
 //! Set-up: a `redis-server` started here on a free loopback port, Postfix's `smtp-sink` as the relay
 //! every engine delivers to, and `[shaping] max_message_rate = "1000000/s"` (configured, never
-//! binding, so every message takes a slot of the shared rate when `[cluster]` is on). Rounds of:
+//! binding, so every message takes a slot of the shared rate when `[cluster]` is on) with
+//! `max_connections` (default 10, the engine's: fleet-wide with `[cluster]`). Rounds of:
 //! 1. one node without `[cluster]`;
 //! 2. one node with `[cluster]` (its lane rate a fleet GCRA in Redis);
 //! 3. two nodes with `[cluster]`, each given half of the messages at once.
@@ -25,8 +26,6 @@ use crate::postfix::CountingSink;
 
 /// Bound on each phase.
 const LIMIT: Duration = Duration::from_secs(600);
-/// The shaping of every engine: a lane rate that never binds.
-const SHAPING: &str = "[shaping]\nmax_message_rate = \"1000000/s\"\nmax_connections = 100\n";
 
 /// A `redis-server` of the bench's own, killed on drop.
 struct Redis {
@@ -73,8 +72,11 @@ impl Drop for Redis {
 }
 
 /// The config sections of an engine relaying to `sink`, in the cluster of `redis` as `node` if any.
-fn sections(sink: SocketAddr, cluster: Option<(&Redis, &str)>) -> String {
-    let mut text = format!("[delivery]\nrelay_host = \"{sink}\"\n{SHAPING}");
+fn sections(sink: SocketAddr, max_connections: usize, cluster: Option<(&Redis, &str)>) -> String {
+    // A lane rate that never binds, and the lane's connection cap (fleet-wide with [cluster]).
+    let mut text = format!(
+        "[delivery]\nrelay_host = \"{sink}\"\n[shaping]\nmax_message_rate = \"1000000/s\"\nmax_connections = {max_connections}\n"
+    );
     if let Some((redis, node)) = cluster {
         text.push_str(&format!(
             "[cluster]\nredis = \"redis://{}/0\"\nnode = \"{node}\"\nheartbeat_every = \"200ms\"\n",
@@ -152,9 +154,8 @@ async fn futures_join(specs: &[LoadSpec]) -> anyhow::Result<Vec<load::LoadResult
 pub fn run(
     binary: &Path,
     work: &Path,
-    messages: usize,
-    sessions: usize,
-    rounds: usize,
+    (messages, sessions, rounds): (usize, usize, usize),
+    max_connections: usize,
 ) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -166,18 +167,28 @@ pub fn run(
     let mut shared = Vec::new();
     let mut two = Vec::new();
     for _ in 0..rounds {
-        let engine = Engine::start_with(binary, work, &sections(sink.address, None), None)?;
+        let engine = Engine::start_with(binary, work, &sections(sink.address, max_connections, None), None)?;
         alone.push(measure(&runtime, &[&engine], &sink, messages, sessions)?);
         drop(engine);
-        let engine = Engine::start_with(binary, work, &sections(sink.address, Some((&redis, "a"))), None)?;
+        let engine = Engine::start_with(
+            binary,
+            work,
+            &sections(sink.address, max_connections, Some((&redis, "a"))),
+            None,
+        )?;
         shared.push(measure(&runtime, &[&engine], &sink, messages, sessions)?);
-        let other = Engine::start_with(binary, work, &sections(sink.address, Some((&redis, "b"))), None)?;
+        let other = Engine::start_with(
+            binary,
+            work,
+            &sections(sink.address, max_connections, Some((&redis, "b"))),
+            None,
+        )?;
         wait_for_two(&engine)?;
         two.push(measure(&runtime, &[&engine, &other], &sink, messages, sessions)?);
     }
     let (alone, shared, two) = (median(alone), median(shared), median(two));
     println!(
-        "penguin-bench cluster: {messages} messages of ~2 KiB per figure, {sessions} sessions per node, relay to smtp-sink, {rounds} rounds (medians)"
+        "penguin-bench cluster: {messages} messages of ~2 KiB per figure, {sessions} sessions per node, max_connections = {max_connections} (fleet-wide with [cluster]), relay to smtp-sink, {rounds} rounds (medians)"
     );
     println!("  one node, no [cluster]:          {alone:.0} msg/s");
     println!(

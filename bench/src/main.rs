@@ -70,6 +70,9 @@ enum Bench {
         /// Rounds (the medians are compared).
         #[arg(long, default_value_t = 3)]
         rounds: usize,
+        /// Connections per (source, site) lane (fleet-wide with [cluster]).
+        #[arg(long, default_value_t = 10)]
+        max_connections: usize,
         /// The penguin-mta binary (default: next to this one).
         #[arg(long)]
         engine: Option<PathBuf>,
@@ -162,6 +165,7 @@ fn main() -> anyhow::Result<()> {
             messages,
             sessions,
             rounds,
+            max_connections,
             engine,
             spool_dir,
         }) => {
@@ -169,7 +173,7 @@ fn main() -> anyhow::Result<()> {
                 Some(path) => path,
                 None => engine::default_binary()?,
             };
-            cluster::run(&binary, &spool_dir, messages, sessions, rounds)
+            cluster::run(&binary, &spool_dir, (messages, sessions, rounds), max_connections)
         }
         None => run::run(cli.run),
     }

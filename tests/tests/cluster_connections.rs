@@ -253,3 +253,34 @@ async fn a_killed_nodes_lease_expires_and_the_other_node_delivers_then() {
         "waiting for the lease was no attempt: {all:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_connection_gives_its_lease_back_soon_for_the_other_node() {
+    let redis = TestRedis::start().await;
+    let sink = TestSink::start(SinkBehaviour::default()).await;
+    let (dir_a, dir_b) = (
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    );
+    let caps = (1, Duration::from_secs(15));
+    let mut config_a = node_config(dir_a.path(), &redis.url(), "node-a", &sink, caps);
+    let mut config_b = node_config(dir_b.path(), &redis.url(), "node-b", &sink, caps);
+    // Without the lease an idle connection would wait a minute for more work.
+    config_a.delivery.connection_idle_timeout = Duration::from_secs(60).into();
+    config_b.delivery.connection_idle_timeout = Duration::from_secs(60).into();
+    let a = TestServer::start(config_a).await;
+    let b = TestServer::start(config_b).await;
+    wait_members(a.api, 2).await;
+    wait_members(b.api, 2).await;
+    send(a.smtp, "a", 1).await;
+    sink.wait_for(1).await;
+    // A's connection is idle now, holding the fleet's only slot; B's mail must not wait for it long.
+    let started = Instant::now();
+    send(b.smtp, "b", 1).await;
+    sink.wait_for(2).await;
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_secs(3),
+        "B delivered {waited:?} after A's last message (A's connection idles 60 s)"
+    );
+}

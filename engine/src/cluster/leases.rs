@@ -288,6 +288,12 @@ impl LeaseGuard {
         }
     }
 
+    /// Whether the connection holds leases of fleet-wide caps (then it should not idle long: another
+    /// node may need the slot).
+    pub fn holds(&self) -> bool {
+        !self.names.is_empty()
+    }
+
     /// Whether the connection should end after its item: a lease was lost, or it runs without a lease
     /// and Redis answers again (a new connection will hold one).
     pub fn must_end(&self) -> bool {

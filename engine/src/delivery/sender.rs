@@ -138,7 +138,7 @@ impl Delivery {
                         None
                     }
                 }
-                None if reusable => self.next_work(ticket.conn).await.map(|next| {
+                None if reusable => self.next_work(ticket.conn, lease.holds()).await.map(|next| {
                     let next_loaded = self.load(next.item.id);
                     (next, next_loaded)
                 }),
@@ -164,9 +164,14 @@ impl Delivery {
     }
 
     /// Asks the scheduler for the next item, waiting as it says (for a rate slot, or for work up to
-    /// the idle timeout); None when the connection should close.
-    async fn next_work(&self, conn: ConnId) -> Option<Work> {
-        let idle = self.settings.idle_timeout;
+    /// the idle timeout — [`LEASED_IDLE`] at most when the connection holds a lease of a fleet-wide
+    /// cap, which another node may be waiting for); None when the connection should close.
+    async fn next_work(&self, conn: ConnId, leased: bool) -> Option<Work> {
+        let idle = if leased {
+            self.settings.idle_timeout.min(LEASED_IDLE)
+        } else {
+            self.settings.idle_timeout
+        };
         let mut idled = false;
         loop {
             let now_us = self.clock.now_us();
@@ -437,6 +442,11 @@ fn unreadable(work: &Work, error: &penguin_queue::SpoolError) -> Sent {
         loaded: None,
     }
 }
+
+/// Longest idle wait of a connection holding a lease of a fleet-wide connection cap: an idle
+/// connection gives its slot back soon, so that a node with mail never waits for another's idle
+/// connections (a burst still reuses the connection: the next message comes sooner than this).
+const LEASED_IDLE: Duration = Duration::from_millis(200);
 
 /// Waits for work up to `idle`; false when the time ran out.
 async fn wait_for_work(notify: &Notify, idle: Duration) -> bool {

@@ -15,7 +15,7 @@ use super::names::{ConnId, LaneId};
 
 /// Longest wait of a lane after a refused lease before it asks again: a lease given back (its
 /// connection closed) frees a slot long before the earliest lease would expire.
-pub(super) const LEASE_RETRY_US: u64 = 500_000;
+pub(super) const LEASE_RETRY_US: u64 = 100_000;
 
 /// A connection cap shared by the fleet, whose lease a connection must hold.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -59,7 +59,7 @@ fn a_refused_lease_closes_the_connection_without_an_attempt_and_the_lane_waits_f
     );
 
     // A slot expected sooner is asked for then.
-    s.lease_refused(again[0].conn, T0 + S, T0 + 600_000);
+    s.lease_refused(again[0].conn, T0 + S, T0 + 950_000);
     assert_eq!(s.next_timer_us(), Some(T0 + S));
 }
 
