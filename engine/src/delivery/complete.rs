@@ -103,12 +103,14 @@ impl Delivery {
         change: impl FnOnce(&mut Envelope) -> Applied,
     ) {
         let id = work.item.id;
-        // A message of one item has no lock: it ends under the same scheduler lock that finds this out.
-        let (lock, ended) = {
+        // A message of one item has no lock: it ends under the same scheduler lock that finds this out
+        // (and that tells the warm-up day its sends count for, when its source is warming).
+        let (lock, ended, warm_day) = {
             let mut scheduler = self.lock();
+            let warm_day = names.and_then(|_| scheduler.warm_tally_day(work.lane, self.clock.now_us()));
             match scheduler.message_lock(id) {
-                Some(lock) => (Some(lock), None),
-                None => (None, Some(scheduler.finish_item(id))),
+                Some(lock) => (Some(lock), None, warm_day),
+                None => (None, Some(scheduler.finish_item(id)), warm_day),
             }
         };
         let _serial = match &lock {
@@ -158,15 +160,12 @@ impl Delivery {
         }
         let mut events = self.outcome_events(work, names, &envelope, &body, &applied, now_ms);
         let mut extras = extras_of(&envelope, &applied, names, &work.pool, now_ms);
-        if let Some(names) = names {
-            let day = self.lock().warm_tally_day(work.lane, now_ms * 1000);
-            if let Some(day) = day {
-                let kinds = applied
-                    .events
-                    .iter()
-                    .filter_map(|event| usage::outcome_kind(event.kind));
-                crate::warmup::count_outcomes(&mut extras.counts, &names.source, &names.provider, day, kinds);
-            }
+        if let (Some(names), Some(day)) = (names, warm_day) {
+            let kinds = applied
+                .events
+                .iter()
+                .filter_map(|event| usage::outcome_kind(event.kind));
+            crate::warmup::count_outcomes(&mut extras.counts, &names.source, &names.provider, day, kinds);
         }
         // The webhooks' copies are stored with the outcomes they report.
         extras.outbox = self.events.outbox(&events);

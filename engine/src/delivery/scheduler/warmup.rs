@@ -307,6 +307,9 @@ impl Scheduler {
     /// The local day (of its plan) a warming lane's sends count for, with its names: the counters of
     /// its outcomes. None when the lane's source is not warming for its provider.
     pub fn warm_tally_day(&self, lane_id: LaneId, now_us: u64) -> Option<Date> {
+        if self.warmups.is_empty() {
+            return None;
+        }
         let lane = self.lanes.get(lane_id.0 as usize)?;
         let (warmup, _) = self.warm_cap(lane.source, lane.provider)?;
         Some(warmup.plan.day_of(now_us))
