@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Subcommand;
 
 use crate::api::cluster::ClusterStatus;
-use crate::shaping_cli::{ListArgs, get_json, write_raw};
+use crate::shaping_cli::ListArgs;
 
 /// `cluster` subcommands.
 #[derive(Debug, Subcommand)]
@@ -34,14 +34,10 @@ pub fn run(command: ClusterCommand) -> anyhow::Result<()> {
 
 /// `cluster status [--json]`.
 async fn status(args: &ListArgs, out: &mut impl Write) -> anyhow::Result<()> {
-    let client = args.api.client()?;
-    let (response, value) = get_json(&client, "/v1/cluster").await?;
-    if args.json {
-        return Ok(write_raw(out, &response.body)?);
+    match crate::shaping_cli::listing::<ClusterStatus>(args, "/v1/cluster", out).await? {
+        Some(status) => Ok(write_status(&status, out)?),
+        None => Ok(()),
     }
-    let status: ClusterStatus = serde_json::from_value(value)
-        .with_context(|| format!("unexpected answer of {}/v1/cluster", client.url()))?;
-    Ok(write_status(&status, out)?)
 }
 
 /// The human form of a status.

@@ -158,28 +158,38 @@ pub(crate) fn write_raw(out: &mut impl Write, body: &[u8]) -> std::io::Result<()
     Ok(())
 }
 
+/// A listing command's answer: `GET path`, printed as received with `--json` (then None), else
+/// parsed for a table.
+pub(crate) async fn listing<T: serde::de::DeserializeOwned>(
+    args: &ListArgs,
+    path: &str,
+    out: &mut impl Write,
+) -> anyhow::Result<Option<T>> {
+    let client = args.api.client()?;
+    let (response, value) = get_json(&client, path).await?;
+    if args.json {
+        write_raw(out, &response.body)?;
+        return Ok(None);
+    }
+    let parsed = serde_json::from_value(value)
+        .with_context(|| format!("unexpected answer of {}{path}", client.url()))?;
+    Ok(Some(parsed))
+}
+
 /// `shaping [--json]`.
 async fn shaping(args: &ListArgs, out: &mut impl Write) -> anyhow::Result<()> {
-    let client = args.api.client()?;
-    let (response, value) = get_json(&client, "/v1/shaping").await?;
-    if args.json {
-        return Ok(write_raw(out, &response.body)?);
+    match listing::<ShapingList>(args, "/v1/shaping", out).await? {
+        Some(view) => Ok(write_queues(&view.queues, out)?),
+        None => Ok(()),
     }
-    let view: ShapingList = serde_json::from_value(value)
-        .with_context(|| format!("unexpected answer of {}/v1/shaping", client.url()))?;
-    Ok(write_queues(&view.queues, out)?)
 }
 
 /// `suspensions [--json]`.
 async fn suspensions(args: &ListArgs, out: &mut impl Write) -> anyhow::Result<()> {
-    let client = args.api.client()?;
-    let (response, value) = get_json(&client, "/v1/suspensions").await?;
-    if args.json {
-        return Ok(write_raw(out, &response.body)?);
+    match listing::<SuspensionList>(args, "/v1/suspensions", out).await? {
+        Some(list) => Ok(write_suspensions(&list.suspensions, out)?),
+        None => Ok(()),
     }
-    let list: SuspensionList = serde_json::from_value(value)
-        .with_context(|| format!("unexpected answer of {}/v1/suspensions", client.url()))?;
-    Ok(write_suspensions(&list.suspensions, out)?)
 }
 
 /// `suspend`: prints the created suspension as the API answered it; a refusal (400) is the error.

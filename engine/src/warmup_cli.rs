@@ -70,13 +70,11 @@ pub fn run(command: WarmupCommand) -> anyhow::Result<()> {
 
 /// `warmup status [--json]`: the API's rows, as a table or as received.
 async fn status_command(args: &crate::shaping_cli::ListArgs, out: &mut impl Write) -> anyhow::Result<()> {
-    let client = args.api.client()?;
-    let (response, value) = crate::shaping_cli::get_json(&client, "/v1/warmup").await?;
-    if args.json {
-        return Ok(crate::shaping_cli::write_raw(out, &response.body)?);
-    }
-    let rows: Vec<crate::warmup::WarmupRow> = serde_json::from_value(value)
-        .map_err(|error| anyhow::anyhow!("unexpected answer of {}/v1/warmup: {error}", client.url()))?;
+    let rows: Vec<crate::warmup::WarmupRow> =
+        match crate::shaping_cli::listing(args, "/v1/warmup", out).await? {
+            Some(rows) => rows,
+            None => return Ok(()),
+        };
     if rows.is_empty() {
         writeln!(out, "no source is warming up")?;
         return Ok(());

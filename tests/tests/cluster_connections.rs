@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use penguin_config::Config;
 use penguin_tests::binary::{RunningBinary, write_config};
+use penguin_tests::cluster::wait_redis;
 use penguin_tests::delivery::apply_shaping;
 use penguin_tests::redis::TestRedis;
 use penguin_tests::sink::{Received, SinkBehaviour, TestSink};
@@ -37,21 +38,6 @@ fn node_config(dir: &Path, redis: &str, id: &str, sink: &TestSink, caps: (usize,
     cluster.lease_ttl = lease_ttl.into();
     config.cluster = Some(cluster);
     config
-}
-
-/// Waits (bounded) until `GET /v1/cluster` at `api` shows Redis up and `nodes` nodes.
-async fn wait_members(api: SocketAddr, nodes: usize) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let (_, body) = penguin_tests::http_get(api, "/v1/cluster").await;
-        let answer: Value = serde_json::from_str(&body).expect("JSON");
-        let listed = answer["nodes"].as_array().map_or(0, Vec::len);
-        if answer["redis"]["up"] == true && listed == nodes {
-            return;
-        }
-        assert!(Instant::now() < deadline, "waited for {nodes} nodes: {answer}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Sends `count` messages tagged `tag` through the SMTP server at `smtp`.
@@ -154,8 +140,8 @@ async fn two_nodes_hold_a_connection_cap_together() {
     let caps = (2, Duration::from_secs(15));
     let a = TestServer::start(node_config(dir_a.path(), &redis.url(), "node-a", &sink, caps)).await;
     let b = TestServer::start(node_config(dir_b.path(), &redis.url(), "node-b", &sink, caps)).await;
-    wait_members(a.api, 2).await;
-    wait_members(b.api, 2).await;
+    wait_redis(a.api, true, 2).await;
+    wait_redis(b.api, true, 2).await;
 
     tokio::join!(send(a.smtp, "a", 10), send(b.smtp, "b", 10));
     let received = sink.wait_for(20).await;
@@ -198,7 +184,7 @@ async fn a_killed_nodes_lease_expires_and_the_other_node_delivers_then() {
     let path = write_config(dir_a.path(), &mut config_a);
     let a = RunningBinary::start(EXE, &path, &config_a).await;
     let b = TestServer::start(node_config(dir_b.path(), &redis.url(), "node-b", &sink, caps)).await;
-    wait_members(b.api, 2).await;
+    wait_redis(b.api, true, 2).await;
 
     send(a.smtp, "a", 1).await;
     sink.wait_until("node A connected", |stats| stats.open == 1).await;
@@ -270,8 +256,8 @@ async fn an_idle_connection_gives_its_lease_back_soon_for_the_other_node() {
     config_b.delivery.connection_idle_timeout = Duration::from_secs(60).into();
     let a = TestServer::start(config_a).await;
     let b = TestServer::start(config_b).await;
-    wait_members(a.api, 2).await;
-    wait_members(b.api, 2).await;
+    wait_redis(a.api, true, 2).await;
+    wait_redis(b.api, true, 2).await;
     send(a.smtp, "a", 1).await;
     sink.wait_for(1).await;
     // A's connection is idle now, holding the fleet's only slot; B's mail must not wait for it long.

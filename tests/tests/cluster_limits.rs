@@ -4,13 +4,14 @@
 //! its share, 10 a second, and nothing stops being accepted.
 
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::SystemTime;
 
 use penguin_config::Config;
+use penguin_tests::cluster::wait_redis;
 use penguin_tests::delivery::apply_shaping;
 use penguin_tests::redis::TestRedis;
 use penguin_tests::sink::{Received, SinkBehaviour, TestSink};
-use penguin_tests::{TestServer, WAIT, allow_loopback_relay, simple_message, test_config};
+use penguin_tests::{TestServer, allow_loopback_relay, simple_message, test_config};
 
 /// The shared limit.
 const RATE: f64 = 20.0;
@@ -24,24 +25,6 @@ fn node_config(dir: &Path, redis: &str, id: &str, sink: &TestSink) -> Config {
     let cluster = penguin_tests::redis::test_cluster(redis, id);
     config.cluster = Some(cluster);
     config
-}
-
-/// Waits (bounded) until `GET /v1/cluster` of `server` shows Redis up and `nodes` nodes.
-async fn wait_members(server: &TestServer, up: bool, nodes: usize) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let (_, body) = server.http_get("/v1/cluster").await;
-        let answer: serde_json::Value = serde_json::from_str(&body).expect("JSON");
-        let listed = answer["nodes"].as_array().map_or(0, Vec::len);
-        if answer["redis"]["up"] == up && listed == nodes {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "waited for up={up}, {nodes} nodes: {answer}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Sends `count` messages tagged `tag` through `server`.
@@ -82,8 +65,8 @@ async fn two_nodes_send_the_shared_rate_together_and_their_share_without_redis()
     );
     let a = TestServer::start(node_config(dir_a.path(), &redis.url(), "node-a", &sink)).await;
     let b = TestServer::start(node_config(dir_b.path(), &redis.url(), "node-b", &sink)).await;
-    wait_members(&a, true, 2).await;
-    wait_members(&b, true, 2).await;
+    wait_redis(a.api, true, 2).await;
+    wait_redis(b.api, true, 2).await;
 
     tokio::join!(send(&a, "a", 50), send(&b, "b", 50));
     let received = sink.wait_for(100).await;
@@ -100,8 +83,8 @@ async fn two_nodes_send_the_shared_rate_together_and_their_share_without_redis()
     // Redis away: each node keeps accepting and keeps to its share (20/s ÷ 2 nodes).
     let mut redis = redis;
     redis.stop().await;
-    wait_members(&a, false, 2).await;
-    wait_members(&b, false, 2).await;
+    wait_redis(a.api, false, 2).await;
+    wait_redis(b.api, false, 2).await;
     let before = sink.received().len();
     tokio::join!(send(&a, "c", 30), send(&b, "d", 30));
     let received = sink.wait_for(before + 60).await;
