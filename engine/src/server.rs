@@ -31,6 +31,8 @@ use arc_swap::ArcSwap;
 use penguin_dkim::KeyStore;
 use std::path::PathBuf;
 
+mod fleet;
+
 /// Most clients tracked by the AUTH lockout at once (bounded memory under a spray of addresses).
 const MAX_THROTTLED_CLIENTS: usize = 100_000;
 
@@ -118,6 +120,8 @@ struct ReceptionGauge {
     clock: SharedClock,
     /// Cancelled campaigns.
     cancellations: Arc<delivery::Cancellations>,
+    /// With `[cluster]`: the other nodes' counts for the daily quota (a cache, never waited on).
+    cluster: Option<crate::cluster::Cluster>,
 }
 
 impl SpoolGauge for ReceptionGauge {
@@ -133,9 +137,8 @@ impl SpoolGauge for ReceptionGauge {
     }
 
     fn accepted_today(&self, tenant: &str) -> Result<u64, String> {
-        let today = crate::usage::utc_date(self.clock.now_ms());
-        crate::usage::accepted_on(&self.spool, tenant, today)
-            .map(|n| u64::try_from(n).unwrap_or(0))
+        let (cluster, now_ms) = (self.cluster.as_ref(), self.clock.now_ms());
+        crate::cluster::fleet_accepted_today(&self.spool, cluster, tenant, now_ms)
             .map_err(|error| error.to_string())
     }
 
@@ -210,6 +213,7 @@ pub async fn serve_with_clock(
     let running = Arc::new(ArcSwap::from_pointee(config.clone()));
     let registry = TenantRegistry::load(Arc::clone(&spool), Arc::clone(&running))?;
     let tenants: SharedTenants = registry.directory();
+    let quota_tenants = Arc::clone(&tenants);
     let (delivery, shaping) = delivery_side(
         &config,
         &spool,
@@ -221,30 +225,9 @@ pub async fn serve_with_clock(
     let in_flight = delivery.in_flight();
     let (registry, api_keys) = accounts(registry, &config, (&spool, &clock), &shaping)?;
     shaping.lock().set_api_tenant_rates(registry.rates());
-    let campaigns = crate::campaigns::Campaigns::new(
-        Arc::clone(&spool),
-        Arc::clone(&shaping.scheduler),
-        delivery.cancellations(),
-        Arc::clone(&wakeup),
-        Arc::clone(&clock),
-    )
-    .with_replication(
-        config
-            .cluster
-            .as_ref()
-            .map(|cluster| crate::cluster::Replication::new(Arc::clone(&spool), &cluster.node)),
-    );
-    let loaded = campaigns.load()?;
-    if loaded > 0 {
-        tracing::info!(campaigns = loaded, "campaign states in force");
-    }
-    let warmup = crate::warmup::Warmup::load(
-        &config,
-        Arc::clone(&spool),
-        Arc::clone(&shaping.scheduler),
-        events.clone(),
-        Arc::clone(&clock),
-    )?;
+    let campaigns = load_campaigns(&config, &spool, &shaping, &delivery, (&wakeup, &clock))?;
+    let cluster = cluster_handle(&config, &events, &metrics, &clock, (&spool, &in_flight))?;
+    let warmup = load_warmup(&config, &spool, &shaping, &events, (&clock, cluster.as_ref()))?;
     let reloader = Arc::new(Reloader::new(
         config_path.clone(),
         Arc::clone(&running),
@@ -252,24 +235,25 @@ pub async fn serve_with_clock(
         Arc::clone(&registry),
     ));
     let (reputation, checker) = reputation_checker(&config, &shaping, &events, &metrics, &wakeup)?;
-    let cluster = cluster_handle(&config, &events, &metrics, &clock, (&spool, &in_flight))?;
-    // With [cluster] the scheduler's rates are the fleet's: slots come from Redis (cluster::run_slots).
-    let slots_wake = Arc::new(Notify::new());
-    let scheduler = Arc::clone(&shaping.scheduler);
     let appliers: Vec<Arc<dyn crate::cluster::ApplyChange>> = vec![
         Arc::new(shaping.suspensions.clone()),
         Arc::new(campaigns.clone()),
         Arc::clone(&registry) as Arc<dyn crate::cluster::ApplyChange>,
         Arc::new(api_keys.clone()),
+        Arc::new(warmup.clone()),
     ];
-    if let (Some(cluster), Some(section)) = (&cluster, &config.cluster) {
-        shaping.lock().enable_shared_limits(1, Arc::clone(&slots_wake));
-        // Connection caps too: each connection holds leases in Redis (cluster::leases).
-        delivery.set_leases(crate::cluster::Leases::new(
-            cluster.clone(),
-            section.lease_ttl.get(),
-        ));
-    }
+    // With [cluster] the limits are the fleet's: slots, claims, rate changes and leases from Redis.
+    let fleet = cluster.as_ref().map(|cluster| {
+        let wakes = fleet::share_limits(cluster, &config, &shaping, &delivery);
+        let parts = fleet::FleetParts {
+            scheduler: Arc::clone(&shaping.scheduler),
+            spool: Arc::clone(&spool),
+            tokens: Arc::clone(&tokens),
+            tenants: Arc::clone(&quota_tenants),
+            appliers,
+        };
+        (cluster.clone(), wakes, parts)
+    });
     let api_state = ApiState {
         metrics: Arc::clone(&metrics),
         spool: Arc::clone(&spool),
@@ -303,6 +287,7 @@ pub async fn serve_with_clock(
         tenants,
         clock: Arc::clone(&clock),
         cancellations: delivery.cancellations(),
+        cluster: cluster.clone(),
     };
     webhooks.start(services.events.clone());
     let smtp = smtp_server(&config, acceptor, &spool, &metrics, services);
@@ -330,36 +315,24 @@ pub async fn serve_with_clock(
     if let Some(checker) = checker {
         tasks.spawn(checker.run(stopped.clone()));
     }
-    if let Some(cluster) = cluster {
-        tasks.spawn(crate::cluster::run_slots(
-            cluster.clone(),
-            scheduler,
-            slots_wake,
-            stopped.clone(),
-        ));
-        tasks.spawn(crate::cluster::run_control_sync(
-            cluster.clone(),
-            Arc::clone(&spool),
-            appliers,
-            stopped.clone(),
-        ));
-        tasks.spawn(crate::cluster::run_suppression_sync(
-            cluster.clone(),
-            Arc::clone(&spool),
-            tokens,
-            stopped.clone(),
-        ));
-        // This node's usage counters, for the fleet's usage (cluster::usage_sync).
-        tasks.spawn(crate::cluster::run_usage_push(
-            cluster.clone(),
-            Arc::clone(&spool),
-            stopped.clone(),
-        ));
-        tasks.spawn(cluster.run(stopped.clone()));
+    if let Some((cluster, wakes, parts)) = fleet {
+        fleet::spawn_tasks(cluster, wakes, parts, &stopped, &mut tasks);
     }
     tasks.spawn(warmup.run(stopped.clone()));
     tasks.spawn(on_sighup(event_log.clone(), reloader, stopped.clone()));
     shutdown.await;
+    stop_serving((stop, tasks), webhooks, smtp, event_log, spool).await
+}
+
+/// Stops accepting, lets the tasks finish (transactions and deliveries in flight), then closes the
+/// webhooks, the event log and the spool.
+async fn stop_serving(
+    (stop, mut tasks): (watch::Sender<bool>, tokio::task::JoinSet<()>),
+    webhooks: Arc<crate::webhooks::Webhooks>,
+    smtp: Arc<SmtpServer>,
+    event_log: Option<Arc<EventLog>>,
+    spool: Arc<Spool>,
+) -> Result<(), ServeError> {
     tracing::info!("shutting down: no new connections, finishing transactions and deliveries in flight");
     let _ = stop.send(true);
     while tasks.join_next().await.is_some() {}
@@ -372,6 +345,55 @@ pub async fn serve_with_clock(
     close_spool(spool).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The campaign states (with `[cluster]` journaled for the other nodes), loaded and in force.
+fn load_campaigns(
+    config: &Config,
+    spool: &Arc<Spool>,
+    shaping: &ShapingState,
+    delivery: &delivery::Delivery,
+    (wakeup, clock): (&Arc<Notify>, &SharedClock),
+) -> Result<crate::campaigns::Campaigns, ServeError> {
+    let campaigns = crate::campaigns::Campaigns::new(
+        Arc::clone(spool),
+        Arc::clone(&shaping.scheduler),
+        delivery.cancellations(),
+        Arc::clone(wakeup),
+        Arc::clone(clock),
+    )
+    .with_replication(
+        config
+            .cluster
+            .as_ref()
+            .map(|cluster| crate::cluster::Replication::new(Arc::clone(spool), &cluster.node)),
+    );
+    let loaded = campaigns.load()?;
+    if loaded > 0 {
+        tracing::info!(campaigns = loaded, "campaign states in force");
+    }
+    Ok(campaigns)
+}
+
+/// The warm-up service; with `[cluster]` it judges from the fleet's tallies and shares its records.
+fn load_warmup(
+    config: &Config,
+    spool: &Arc<Spool>,
+    shaping: &ShapingState,
+    events: &EventBus,
+    (clock, cluster): (&SharedClock, Option<&crate::cluster::Cluster>),
+) -> Result<crate::warmup::Warmup, ServeError> {
+    let fleet = cluster.map(|cluster| crate::warmup::WarmupFleet {
+        cluster: cluster.clone(),
+        replication: crate::cluster::Replication::new(Arc::clone(spool), cluster.node()),
+    });
+    let parts = (
+        Arc::clone(spool),
+        Arc::clone(&shaping.scheduler),
+        events.clone(),
+        Arc::clone(clock),
+    );
+    Ok(crate::warmup::Warmup::load_shared(config, parts, fleet)?)
 }
 
 /// The delivery side (driver and scheduler) and what the API reads of it (ready queues, the
@@ -646,6 +668,8 @@ struct ReceptionServices {
     clock: SharedClock,
     /// Cancelled campaigns (their new mail is refused).
     cancellations: Arc<delivery::Cancellations>,
+    /// With `[cluster]`: the fleet's counts for the daily quota.
+    cluster: Option<crate::cluster::Cluster>,
 }
 
 /// Builds the SMTP server from config.
@@ -663,6 +687,7 @@ fn smtp_server(
         tenants,
         clock,
         cancellations,
+        cluster,
     } = services;
     let smtp = &config.smtp;
     let rule = AuthThrottleRule {
@@ -683,6 +708,7 @@ fn smtp_server(
             spool: Arc::clone(spool),
             clock: Arc::clone(&clock),
             cancellations,
+            cluster,
         }) as Arc<dyn SpoolGauge>,
     });
     let context = Arc::new(ConnectionContext {

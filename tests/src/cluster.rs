@@ -2,11 +2,44 @@
 //! waits for what a node's API shows.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use penguin_config::Config;
 use serde_json::Value;
 
-use crate::{TEST_ADMIN_TOKEN, WAIT, http_exchange};
+use crate::sink::TestSink;
+use crate::{
+    SmtpClient, TEST_ADMIN_TOKEN, WAIT, allow_loopback_relay, http_exchange, simple_message, test_config,
+};
+
+/// Node `id`'s config: relaying everything to `sink`, the shaping snippet `shaping` (sources, pools,
+/// `[shaping]`, `[[warmup.plan]]`; empty for none), `[cluster]` on `redis`.
+pub fn relay_node(dir: &Path, redis: &str, id: &str, sink: &TestSink, shaping: &str) -> Config {
+    let mut config = test_config(dir);
+    allow_loopback_relay(&mut config);
+    config.delivery.paused = false;
+    config.delivery.relay_host = Some(sink.address.to_string().parse().expect("relay host"));
+    if !shaping.is_empty() {
+        crate::delivery::apply_shaping(&mut config, shaping);
+    }
+    config.cluster = Some(crate::redis::test_cluster(redis, id));
+    config
+}
+
+/// Sends `count` one-recipient messages (relayed, tenant `default`) through the SMTP listener at
+/// `smtp`, with the subjects `{tag}-0` … and every reply asserted 250.
+pub async fn send_tagged(smtp: SocketAddr, tag: &str, count: usize) {
+    let mut client = SmtpClient::connect(smtp).await;
+    client.ehlo().await;
+    for n in 0..count {
+        let content = simple_message("a@relay.example", "r@x.example", &format!("{tag}-{n}"));
+        let reply = client
+            .send_message("a@relay.example", &["r@x.example"], &content)
+            .await;
+        assert_eq!(reply.code, 250, "{reply}");
+    }
+}
 
 /// An API call with `token`: (status, the JSON body or null).
 pub async fn call(

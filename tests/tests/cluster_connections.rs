@@ -5,17 +5,16 @@
 //! lease behind: the other node waits, without an attempt, until the lease expires (`lease_ttl`), then
 //! delivers.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use penguin_config::Config;
 use penguin_tests::binary::{RunningBinary, write_config};
-use penguin_tests::cluster::wait_redis;
+use penguin_tests::cluster::{send_tagged, wait_redis};
 use penguin_tests::delivery::apply_shaping;
 use penguin_tests::redis::TestRedis;
 use penguin_tests::sink::{Received, SinkBehaviour, TestSink};
-use penguin_tests::{SmtpClient, TestServer, WAIT, allow_loopback_relay, simple_message, test_config};
+use penguin_tests::{TestServer, WAIT, allow_loopback_relay, test_config};
 use serde_json::Value;
 
 /// The engine's binary built for this package (see tests/Cargo.toml).
@@ -38,19 +37,6 @@ fn node_config(dir: &Path, redis: &str, id: &str, sink: &TestSink, caps: (usize,
     cluster.lease_ttl = lease_ttl.into();
     config.cluster = Some(cluster);
     config
-}
-
-/// Sends `count` messages tagged `tag` through the SMTP server at `smtp`.
-async fn send(smtp: SocketAddr, tag: &str, count: usize) {
-    let mut client = SmtpClient::connect(smtp).await;
-    client.ehlo().await;
-    for n in 0..count {
-        let content = simple_message("a@relay.example", "r@x.example", &format!("{tag}-{n}"));
-        let reply = client
-            .send_message("a@relay.example", &["r@x.example"], &content)
-            .await;
-        assert_eq!(reply.code, 250, "{reply}");
-    }
 }
 
 /// The messages of `received` tagged `tag`.
@@ -143,7 +129,7 @@ async fn two_nodes_hold_a_connection_cap_together() {
     wait_redis(a.api, true, 2).await;
     wait_redis(b.api, true, 2).await;
 
-    tokio::join!(send(a.smtp, "a", 10), send(b.smtp, "b", 10));
+    tokio::join!(send_tagged(a.smtp, "a", 10), send_tagged(b.smtp, "b", 10));
     let received = sink.wait_for(20).await;
     let stats = sink.stats();
     assert_eq!(
@@ -186,13 +172,13 @@ async fn a_killed_nodes_lease_expires_and_the_other_node_delivers_then() {
     let b = TestServer::start(node_config(dir_b.path(), &redis.url(), "node-b", &sink, caps)).await;
     wait_redis(b.api, true, 2).await;
 
-    send(a.smtp, "a", 1).await;
+    send_tagged(a.smtp, "a", 1).await;
     sink.wait_until("node A connected", |stats| stats.open == 1).await;
     let held = wait_leases(&redis, "node A's lease", |found| {
         found.iter().any(|(_, member, _)| member.starts_with("node-a/"))
     })
     .await;
-    send(b.smtp, "b", 2).await;
+    send_tagged(b.smtp, "b", 2).await;
     // Node A renews its lease (every third of the TTL) while node B, asking at least every 500 ms,
     // is refused: it never connects.
     wait_leases(&redis, "a renewal of node A's lease", |found| {
@@ -258,11 +244,11 @@ async fn an_idle_connection_gives_its_lease_back_soon_for_the_other_node() {
     let b = TestServer::start(config_b).await;
     wait_redis(a.api, true, 2).await;
     wait_redis(b.api, true, 2).await;
-    send(a.smtp, "a", 1).await;
+    send_tagged(a.smtp, "a", 1).await;
     sink.wait_for(1).await;
     // A's connection is idle now, holding the fleet's only slot; B's mail must not wait for it long.
     let started = Instant::now();
-    send(b.smtp, "b", 1).await;
+    send_tagged(b.smtp, "b", 1).await;
     sink.wait_for(2).await;
     let waited = started.elapsed();
     assert!(

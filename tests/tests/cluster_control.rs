@@ -3,25 +3,13 @@
 //! lifts it on A; a campaign paused on A is paused on B; a suspension made on A while Redis is away is
 //! replayed when Redis returns and reaches B without operator action.
 
-use std::path::Path;
 use std::time::Duration;
 
-use penguin_config::Config;
-use penguin_tests::cluster::{admin as api, wait_redis, wait_until};
+use penguin_tests::cluster::{admin as api, relay_node, wait_redis, wait_until};
 use penguin_tests::redis::TestRedis;
 use penguin_tests::sink::{SinkBehaviour, TestSink};
-use penguin_tests::{TestServer, allow_loopback_relay, simple_message, test_config};
+use penguin_tests::{TestServer, simple_message};
 use serde_json::{Value, json};
-
-fn node_config(dir: &Path, redis: &str, id: &str, sink: &TestSink) -> Config {
-    let mut config = test_config(dir);
-    allow_loopback_relay(&mut config);
-    config.delivery.paused = false;
-    config.delivery.relay_host = Some(sink.address.to_string().parse().expect("relay host"));
-    let cluster = penguin_tests::redis::test_cluster(redis, id);
-    config.cluster = Some(cluster);
-    config
-}
 
 /// Whether `GET /v1/suspensions` lists `id`.
 fn lists(body: &Value, id: &str) -> bool {
@@ -38,8 +26,8 @@ async fn suspensions_and_pauses_made_on_one_node_hold_the_others_and_survive_an_
         tempfile::tempdir().expect("dir"),
         tempfile::tempdir().expect("dir"),
     );
-    let a = TestServer::start(node_config(dir_a.path(), &redis.url(), "node-a", &sink)).await;
-    let b = TestServer::start(node_config(dir_b.path(), &redis.url(), "node-b", &sink)).await;
+    let a = TestServer::start(relay_node(dir_a.path(), &redis.url(), "node-a", &sink, "")).await;
+    let b = TestServer::start(relay_node(dir_b.path(), &redis.url(), "node-b", &sink, "")).await;
     wait_redis(a.api, true, 2).await;
     wait_redis(b.api, true, 2).await;
 

@@ -1,41 +1,52 @@
 //! Shared rate limits end to end: two in-process nodes on one real `redis-server` deliver through the
 //! same relay (one site) with `max_message_rate = "20/s"`. Together they send 20 messages a second,
 //! not 20 each (the fleet's GCRA in Redis hands out the slots); with Redis stopped each falls back to
-//! its share, 10 a second, and nothing stops being accepted.
+//! its share, 10 a second, and nothing stops being accepted. The same holds for a tenant's rate and a
+//! recipient domain's rate, with the lanes unlimited.
 
 use std::path::Path;
 use std::time::SystemTime;
 
-use penguin_config::Config;
-use penguin_tests::cluster::wait_redis;
-use penguin_tests::delivery::apply_shaping;
+use penguin_tests::cluster::{relay_node, wait_redis};
 use penguin_tests::redis::TestRedis;
 use penguin_tests::sink::{Received, SinkBehaviour, TestSink};
-use penguin_tests::{TestServer, allow_loopback_relay, simple_message, test_config};
+use penguin_tests::{ACME, TestServer, TestTenant, simple_message};
 
 /// The shared limit.
 const RATE: f64 = 20.0;
 
-fn node_config(dir: &Path, redis: &str, id: &str, sink: &TestSink) -> Config {
-    let mut config = test_config(dir);
-    allow_loopback_relay(&mut config);
-    config.delivery.paused = false;
-    config.delivery.relay_host = Some(sink.address.to_string().parse().expect("relay host"));
-    apply_shaping(&mut config, "[shaping]\nmax_message_rate = \"20/s\"\n");
-    let cluster = penguin_tests::redis::test_cluster(redis, id);
-    config.cluster = Some(cluster);
-    config
+/// The lanes' shared rate (the first test).
+const LANE_RATE: &str = "[shaping]\nmax_message_rate = \"20/s\"\n";
+
+/// Lanes unlimited; the recipient domain `y.example` at 20/s (the tenant's rate is set in the test).
+const DOMAIN_RATE: &str = "[[shaping.domain]]\ndomain = \"y.example\"\nmax_message_rate = \"20/s\"\n";
+
+/// Sends `count` messages tagged `tag` through `server` (relayed, tenant `default`).
+async fn send(server: &TestServer, tag: &str, count: usize) {
+    send_as(server, None, "a@relay.example", "r@x.example", tag, count).await;
 }
 
-/// Sends `count` messages tagged `tag` through `server`.
-async fn send(server: &TestServer, tag: &str, count: usize) {
+/// Sends `count` messages tagged `tag` from `from` to `to` through `server`, logged in as `tenant`
+/// (relayed, tenant `default`, without).
+async fn send_as(
+    server: &TestServer,
+    tenant: Option<&TestTenant>,
+    from: &str,
+    to: &str,
+    tag: &str,
+    count: usize,
+) {
     let mut client = server.connect().await;
     client.ehlo().await;
-    for n in 0..count {
-        let content = simple_message("a@relay.example", "r@x.example", &format!("{tag}-{n}"));
-        let reply = client
-            .send_message("a@relay.example", &["r@x.example"], &content)
+    if let Some(tenant) = tenant {
+        let auth = client
+            .cmd(&format!("AUTH PLAIN {}", tenant.plain_response()))
             .await;
+        assert_eq!(auth.code, 235, "{auth}");
+    }
+    for n in 0..count {
+        let content = simple_message(from, to, &format!("{tag}-{n}"));
+        let reply = client.send_message(from, &[to], &content).await;
         assert_eq!(reply.code, 250, "{reply}");
     }
 }
@@ -63,8 +74,8 @@ async fn two_nodes_send_the_shared_rate_together_and_their_share_without_redis()
         tempfile::tempdir().expect("dir"),
         tempfile::tempdir().expect("dir"),
     );
-    let a = TestServer::start(node_config(dir_a.path(), &redis.url(), "node-a", &sink)).await;
-    let b = TestServer::start(node_config(dir_b.path(), &redis.url(), "node-b", &sink)).await;
+    let a = TestServer::start(relay_node(dir_a.path(), &redis.url(), "node-a", &sink, LANE_RATE)).await;
+    let b = TestServer::start(relay_node(dir_b.path(), &redis.url(), "node-b", &sink, LANE_RATE)).await;
     wait_redis(a.api, true, 2).await;
     wait_redis(b.api, true, 2).await;
 
@@ -98,4 +109,60 @@ async fn two_nodes_send_the_shared_rate_together_and_their_share_without_redis()
         rate >= RATE * 0.8,
         "each sends its share, not less: {rate:.2} msg/s"
     );
+}
+
+/// Asserts that `received` came at the shared rate (±5%) and that both nodes (`tags`) sent while the
+/// other did: each has at least a fifth of the first half of the arrivals.
+fn assert_shared_rate(received: &[Received], tags: [&str; 2], limit: &str) {
+    let (rate, split) = rate_and_split(received, tags);
+    assert!(
+        (RATE * 0.95..=RATE * 1.05).contains(&rate),
+        "{limit}, the two nodes together: {rate:.2} msg/s for a shared 20/s ({split:?})"
+    );
+    let mut arrivals = received.to_vec();
+    arrivals.sort_by_key(|r| r.at);
+    let (_, early) = rate_and_split(&arrivals[..received.len() / 2], tags);
+    assert!(
+        early.iter().all(|&n| n >= received.len() / 10),
+        "{limit}: both nodes sent, side by side ({early:?} of the first half)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_send_a_shared_tenant_rate_and_a_shared_domain_rate_together() {
+    let redis = TestRedis::start().await;
+    let sink = TestSink::start(SinkBehaviour::default()).await;
+    let (dir_a, dir_b) = (
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    );
+    let config = |dir: &Path, id: &str| {
+        let mut config = relay_node(dir, &redis.url(), id, &sink, DOMAIN_RATE);
+        let mut acme = ACME.config();
+        acme.max_message_rate = Some("20/s".parse().expect("rate"));
+        config.tenant.push(acme);
+        config
+    };
+    let a = TestServer::start(config(dir_a.path(), "node-a")).await;
+    let b = TestServer::start(config(dir_b.path(), "node-b")).await;
+    wait_redis(a.api, true, 2).await;
+    wait_redis(b.api, true, 2).await;
+
+    // The tenant's rate: acme's mail from both nodes, to a domain without a rate.
+    let from = "news@acme.example";
+    tokio::join!(
+        send_as(&a, Some(&ACME), from, "r@x.example", "a", 50),
+        send_as(&b, Some(&ACME), from, "r@x.example", "b", 50),
+    );
+    let received = sink.wait_for(100).await;
+    assert_shared_rate(&received, ["a", "b"], "tenant acme at 20/s");
+
+    // The domain's rate: relayed mail (tenant `default`, no rate) to y.example from both nodes.
+    let before = received.len();
+    tokio::join!(
+        send_as(&a, None, "a@relay.example", "r@y.example", "c", 50),
+        send_as(&b, None, "a@relay.example", "r@y.example", "d", 50),
+    );
+    let received = sink.wait_for(before + 100).await;
+    assert_shared_rate(&received[before..], ["c", "d"], "domain y.example at 20/s");
 }

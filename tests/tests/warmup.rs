@@ -77,6 +77,23 @@ async fn send_many(world: &DeliveryWorld, domain: &str, tag: &str, count: usize)
     }
 }
 
+/// The `GET /v1/warmup` row of ip9 for `provider` once it is listed (it is when the pair has counts,
+/// which are stored with the outcome, just after the events of the reply are emitted).
+async fn listed_row(world: &DeliveryWorld, provider: &str) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, rows) = world.api("GET", "/v1/warmup", None).await;
+        let listed = rows.as_array().is_some_and(|rows| {
+            rows.iter()
+                .any(|r| r["source"] == "ip9" && r["provider"] == provider)
+        });
+        if listed || std::time::Instant::now() > deadline {
+            return row(world, provider).await;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// The `GET /v1/warmup` row of ip9 for `provider`.
 async fn row(world: &DeliveryWorld, provider: &str) -> Value {
     let (status, rows) = world.api("GET", "/v1/warmup", None).await;
@@ -280,7 +297,7 @@ async fn a_throttling_reply_stops_the_warming_source_for_that_provider_until_the
         until.ends_with("T13:00:00.000Z"),
         "stopped until the next hour: {until}"
     );
-    let status = row(&world, "alpha").await;
+    let status = listed_row(&world, "alpha").await;
     assert_eq!(status["state"], "paused", "{status}");
     assert_eq!(status["next_change"].as_str(), Some(until.as_str()), "{status}");
 

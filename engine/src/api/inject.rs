@@ -340,9 +340,11 @@ fn refuse_over_quota(state: &ApiState, tenant: &Tenant) -> Result<(), ApiError> 
     let Some(quota) = tenant.daily_quota else {
         return Ok(());
     };
-    let today = crate::usage::utc_date(state.shaping.clock.now_ms());
-    let accepted = crate::usage::accepted_on(&state.spool, &tenant.name, today)?;
-    if u64::try_from(accepted).unwrap_or(0) >= quota {
+    // With [cluster] the fleet's count: the other nodes' last known counts are added (never waited on).
+    let now_ms = state.shaping.clock.now_ms();
+    let accepted =
+        crate::cluster::fleet_accepted_today(&state.spool, state.cluster.as_ref(), &tenant.name, now_ms)?;
+    if accepted >= quota {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             format!(

@@ -1,7 +1,8 @@
 //! Several nodes sharing state through Redis (`[cluster]`): membership and health (this file and
 //! `heartbeat.rs`), shared message rates (`slots.rs`), connection caps (`leases.rs`), and replicated
 //! control records — operator suspensions, campaign states (`control_sync.rs`), usage counters summed
-//! over the nodes (`usage_sync.rs`).
+//! over the nodes (`usage_sync.rs`), the closed loop's rate changes (`adaptive_sync.rs`), the daily
+//! quota against the fleet's count (`quota_sync.rs`).
 //!
 //! A [`Cluster`] handle (cheap to clone) knows this node's id, the Redis URL, whether Redis answered
 //! the last round (`up`/`down`), and the other nodes last read. Its task ([`Cluster::run`], spawned by
@@ -19,15 +20,20 @@
 //! last heard of (counted by [`Cluster::nodes_seen`] for `node_timeout` after this node last read its
 //! record, so an outage of Redis does not make the others vanish at once).
 
+mod adaptive_sync;
 mod control_sync;
 mod heartbeat;
 mod leases;
+mod quota_sync;
+mod session;
 mod slots;
 mod suppression_sync;
 #[cfg(test)]
 mod tests;
 mod unsubscribe_secret;
 mod usage_sync;
+mod warm_claims;
+mod warm_tally;
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -39,8 +45,10 @@ use crate::clock::SharedClock;
 use crate::events::{Event, EventBus, EventKind};
 use crate::metrics::Metrics;
 
+pub use adaptive_sync::{ADAPTIVE_CHANNEL, ADAPTIVE_KEY, run_adaptive_sync};
 pub use control_sync::{ApplyChange, Change, Replication, SYNC_EVERY, run_control_sync};
 pub use leases::{Acquired, LEASE_KEY_PREFIX, LeaseGuard, Leases};
+pub use quota_sync::{QUOTA_REFRESH_EVERY, fleet_accepted_today, run_quota_refresh};
 pub use slots::run_slots;
 pub use suppression_sync::{
     SUPPRESSION_TENANTS_KEY, SUPPRESSIONS_CHANNEL, SUPPRESSIONS_KEY_PREFIX, run_suppression_sync,
@@ -49,6 +57,8 @@ pub use unsubscribe_secret::{UNSUBSCRIBE_SECRET_KEY, share_at_start as share_uns
 pub use usage_sync::{
     OthersUsage, USAGE_KEY_PREFIX, USAGE_PUSH_EVERY, USAGE_TTL_SECS, run_usage_push, usage_hash,
 };
+pub use warm_claims::{WARMUP_CLAIMED_PREFIX, run_warm_claims};
+pub use warm_tally::{OthersTallies, WARMUP_TALLY_PREFIX, run_warm_tally_push, tally_hash};
 
 /// Prefix of a node's record key: `penguin:node:{id}`.
 pub const NODE_KEY_PREFIX: &str = "penguin:node:";
@@ -180,6 +190,8 @@ struct Inner {
     state: Mutex<State>,
     /// The other nodes' usage: connection and last known values (`usage_sync.rs`).
     usage: usage_sync::UsageReader,
+    /// The other nodes' accepted counts of today, for the daily quota (`quota_sync.rs`).
+    quota: quota_sync::OthersAccepted,
 }
 
 /// This node's view of the cluster (see the module doc). Clones share it.
@@ -210,6 +222,7 @@ impl Cluster {
                     others: Vec::new(),
                 }),
                 usage: usage_sync::UsageReader::default(),
+                quota: quota_sync::OthersAccepted::default(),
             }),
         })
     }

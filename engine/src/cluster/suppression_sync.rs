@@ -25,13 +25,12 @@
 
 use std::sync::Arc;
 
-use futures_util::StreamExt;
 use penguin_queue::{Spool, SpoolError, SuppressionChange, SuppressionEntry, SuppressionReason};
 use redis::aio::MultiplexedConnection;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, watch};
 
-use super::{Cluster, ClusterError, unsubscribe_secret};
+use super::{Cluster, ClusterError, session, unsubscribe_secret};
 use crate::unsubscribe::UnsubscribeTokens;
 
 /// The channel changes are published on.
@@ -164,16 +163,11 @@ pub async fn run_suppression_sync(
         journaled,
     };
     let retry = sync.cluster.inner.heartbeat_every;
+    let lost = "cluster: suppression sync lost Redis; local lists in use, changes journaled";
     loop {
-        match sync.session(&mut stopped).await {
-            Ok(()) => return,
-            Err(error) => {
-                tracing::warn!(%error, "cluster: suppression sync lost Redis; local lists in use, changes journaled");
-            }
-        }
-        tokio::select! {
-            () = tokio::time::sleep(retry) => {}
-            _ = stopped.wait_for(|stop| *stop) => return,
+        let ended = sync.session(&mut stopped).await;
+        if !session::again(ended, retry, &mut stopped, lost).await {
+            return;
         }
     }
 }
@@ -183,14 +177,7 @@ impl Sync {
     /// until Redis is lost (an error) or the server stops (`Ok`).
     async fn session(&self, stopped: &mut watch::Receiver<bool>) -> Result<(), ClusterError> {
         let cluster = &self.cluster;
-        let mut connection = cluster.connect().await?;
-        let mut pubsub = cluster
-            .bounded("connect", cluster.inner.client.get_async_pubsub())
-            .await?;
-        cluster
-            .bounded("SUBSCRIBE", pubsub.subscribe(SUPPRESSIONS_CHANNEL))
-            .await?;
-        let mut messages = pubsub.into_on_message();
+        let (mut connection, mut messages) = cluster.subscribed(SUPPRESSIONS_CHANNEL).await?;
         let timeout = cluster.inner.redis_timeout;
         unsubscribe_secret::share(&mut connection, timeout, &self.spool, &self.tokens).await?;
         self.push_journal(&mut connection).await?;
@@ -200,18 +187,10 @@ impl Sync {
         let check_every = cluster.inner.heartbeat_every;
         loop {
             tokio::select! {
-                message = messages.next() => {
-                    let Some(message) = message else {
-                        return Err(ClusterError::Redis(redis::RedisError::from((
-                            redis::ErrorKind::Io, "subscription connection closed",
-                        ))));
-                    };
-                    self.on_message(&message).await;
-                }
+                message = session::next_message(&mut messages) => self.on_message(&message?).await,
                 () = self.journaled.notified() => self.push_journal(&mut connection).await?,
                 () = tokio::time::sleep(check_every) => {
-                    let ping = redis::cmd("PING");
-                    cluster.bounded("PING", ping.query_async::<String>(&mut connection)).await?;
+                    cluster.ping(&mut connection).await?;
                     self.push_journal(&mut connection).await?;
                 }
                 () = async { let _ = stopped.wait_for(|stop| *stop).await; } => return Ok(()),

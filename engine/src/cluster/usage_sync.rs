@@ -270,7 +270,7 @@ fn days_between(from: Date, to: Date) -> Vec<Date> {
 }
 
 /// The other nodes' counts in a day's hash (`node` is this node, left out).
-fn others_in(hash: HashMap<String, String>, node: &str) -> NodeTotals {
+pub(super) fn others_in(hash: HashMap<String, String>, node: &str) -> NodeTotals {
     let mut totals = NodeTotals::new();
     for (field, value) in hash {
         let (Some((owner, kind)), Ok(value)) = (field.rsplit_once('/'), value.parse::<i64>()) else {
@@ -306,8 +306,16 @@ impl Cluster {
         let mut cache = lock(&self.inner.usage.cache);
         match fresh {
             Some(fresh) => {
+                let today = usage::utc_date(self.inner.parts.clock.now_ms());
                 for (day, nodes) in days.iter().zip(fresh) {
                     answer.add(*day, &nodes);
+                    if *day == today {
+                        // The daily quota's figure too (`quota_sync.rs`).
+                        let accepted = nodes
+                            .values()
+                            .map(|totals| u64::try_from(totals.accepted).unwrap_or(0));
+                        self.inner.quota.record(tenant, today, accepted.sum());
+                    }
                     cache.insert((*day, tenant.to_owned()), nodes);
                 }
                 while cache.len() > MAX_CACHED {

@@ -11,6 +11,7 @@
 //!   `warmup_alert` + `warmup_stepped_back` (unhealthy day). Then the scheduler gets the new steps
 //!   and what was already sent today.
 
+mod fleet;
 mod record;
 mod status;
 
@@ -22,12 +23,14 @@ use jiff::civil::Date;
 use penguin_config::{Config, Overflow};
 use penguin_policy::warmup::{DayTally, DayVerdict, Plan, judge_day, next_step};
 use penguin_queue::{Spool, SpoolError};
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 
-use crate::clock::{SharedClock, from_unix_micros};
+use crate::clock::SharedClock;
+use crate::cluster::{Cluster, OthersTallies, Replication};
 use crate::delivery::scheduler::{Scheduler, SourceWarmup, WarmOverflow};
 use crate::events::{Event, EventBus, EventKind};
 
+pub use fleet::JUDGE_GRACE_US;
 pub use record::{Origin, ProviderRecord, SourceRecord, count_outcomes};
 pub use status::{WarmupHealth, WarmupRow};
 
@@ -81,6 +84,21 @@ struct Inner {
     records: Mutex<BTreeMap<String, SourceRecord>>,
     /// Wakes the daily loop after a change.
     changed: Notify,
+    /// What is shared with the other nodes (`[cluster]`).
+    fleet: Option<WarmupFleet>,
+    /// The other nodes' tallies of the days to judge, as last read.
+    others: Mutex<OthersTallies>,
+}
+
+/// What the warm-up shares with other nodes (`[cluster]`): every node judges a day from the fleet's
+/// tallies (`cluster::warm_tally`), and its records (steps, the API's changes) are journaled for the
+/// others, the newest winning (`cluster::control_sync`).
+#[derive(Clone)]
+pub struct WarmupFleet {
+    /// Reads the other nodes' tallies.
+    pub cluster: Cluster,
+    /// Journals this node's record changes.
+    pub replication: Replication,
 }
 
 impl Warmup {
@@ -92,6 +110,16 @@ impl Warmup {
         scheduler: Arc<Mutex<Scheduler>>,
         events: EventBus,
         clock: SharedClock,
+    ) -> Result<Warmup, SpoolError> {
+        Warmup::load_shared(config, (spool, scheduler, events, clock), None)
+    }
+
+    /// [`Warmup::load`] for a node of a fleet (`fleet`): finished days are judged by [`Warmup::run`]
+    /// once the other nodes' tallies are read, not here.
+    pub fn load_shared(
+        config: &Config,
+        (spool, scheduler, events, clock): (Arc<Spool>, Arc<Mutex<Scheduler>>, EventBus, SharedClock),
+        fleet: Option<WarmupFleet>,
     ) -> Result<Warmup, SpoolError> {
         let plans = config
             .warmup
@@ -127,10 +155,13 @@ impl Warmup {
                 sources,
                 records: Mutex::new(BTreeMap::new()),
                 changed: Notify::new(),
+                others: Mutex::new(OthersTallies::new()),
+                fleet,
             }),
         };
         warmup.reconcile()?;
-        warmup.evaluate_all()?;
+        let judge = warmup.inner.fleet.is_none();
+        warmup.evaluate_all_with(judge)?;
         Ok(warmup)
     }
 
@@ -176,16 +207,22 @@ impl Warmup {
 
     /// Judges the finished days of every warming source and gives the scheduler today's steps.
     pub fn evaluate_all(&self) -> Result<(), SpoolError> {
+        self.evaluate_all_with(true)
+    }
+
+    /// [`Warmup::evaluate_all`]; without `judge` only today's state is put in force.
+    fn evaluate_all_with(&self, judge: bool) -> Result<(), SpoolError> {
         let now_us = self.inner.clock.now_us();
         let names: Vec<String> = self.inner.sources.clone();
         for source in names {
-            self.evaluate(&source, now_us)?;
+            self.evaluate(&source, now_us, judge)?;
         }
         Ok(())
     }
 
-    /// Judges a source's finished days (at most once each) and puts today's state in force.
-    fn evaluate(&self, source: &str, now_us: u64) -> Result<(), SpoolError> {
+    /// Judges a source's finished days (at most once each, with `judge`) and puts today's state in
+    /// force.
+    fn evaluate(&self, source: &str, now_us: u64, judge: bool) -> Result<(), SpoolError> {
         let Some(mut current) = self.records().get(source).cloned() else {
             self.push(source, None, now_us);
             return Ok(());
@@ -196,10 +233,12 @@ impl Warmup {
         };
         let today = entry.plan.day_of(now_us);
         let tallies = record::read_tallies(&self.inner.spool, source)?;
-        if !current.warm {
+        if !current.warm && judge {
+            let fleet = self.with_others(source, &tallies, today);
             let before = current.clone();
-            self.judge_days(source, &mut current, &entry.plan, &tallies, today, now_us);
+            self.judge_days(source, &mut current, &entry.plan, &fleet, today, now_us);
             if current != before {
+                self.journal(source, Some(&current))?;
                 record::store(&self.inner.spool, source, &current)?;
                 self.records().insert(source.to_owned(), current.clone());
             }
@@ -363,30 +402,6 @@ impl Warmup {
             .min()
     }
 
-    /// Judges days at each local day start until the server stops.
-    pub async fn run(self, mut stopped: watch::Receiver<bool>) {
-        loop {
-            let now_us = self.inner.clock.now_us();
-            let wake = self.next_day_start_us(now_us);
-            let sleep = async {
-                match wake {
-                    Some(at) => self.inner.clock.sleep_until(from_unix_micros(at)).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                () = sleep => {}
-                () = self.inner.changed.notified() => {}
-                _ = stopped.wait_for(|stop| *stop) => return,
-            }
-            let this = self.clone();
-            let result = tokio::task::spawn_blocking(move || this.evaluate_all()).await;
-            if let Ok(Err(error)) = result {
-                tracing::error!(%error, "cannot judge the warm-up days; retrying at the next day");
-            }
-        }
-    }
-
     /// Starts (or restarts) a source's warm-up on `plan` from `start` (the API's, winning over the
     /// config).
     pub fn start(&self, source: &str, plan: &str, start: &str) -> Result<(), WarmupError> {
@@ -446,9 +461,10 @@ impl Warmup {
 
     /// Stores a source's new record and puts it in force.
     fn replace(&self, source: &str, current: SourceRecord) -> Result<(), WarmupError> {
+        self.journal(source, Some(&current))?;
         record::store(&self.inner.spool, source, &current)?;
         self.records().insert(source.to_owned(), current);
-        self.evaluate(source, self.inner.clock.now_us())?;
+        self.evaluate(source, self.inner.clock.now_us(), self.inner.fleet.is_none())?;
         self.inner.changed.notify_one();
         Ok(())
     }

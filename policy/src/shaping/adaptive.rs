@@ -69,7 +69,46 @@ pub struct Adaptive {
     next_step_us: u64,
 }
 
+/// Everything an [`Adaptive`] holds, to hand it to another node (so that its copy reduces, cools
+/// down and recovers exactly like this one) and to take another node's.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct AdaptiveState {
+    /// The reduced rate, messages per second; `None` = not reduced.
+    pub reduced: Option<f64>,
+    /// The observed ceiling of a site without a configured rate, messages per second.
+    pub observed_ceiling: Option<f64>,
+    /// When the rate was last reduced (unix µs), the start of the cooldown.
+    pub last_reduction_us: Option<u64>,
+    /// When the next recovery step is due (unix µs; meaningful while reduced).
+    pub next_step_us: u64,
+}
+
 impl Adaptive {
+    /// Its whole state (see [`AdaptiveState`]).
+    pub fn state(&self) -> AdaptiveState {
+        AdaptiveState {
+            reduced: self.reduced.map(|rate| rate.per_second()),
+            observed_ceiling: self.observed_ceiling.map(|rate| rate.per_second()),
+            last_reduction_us: self.last_reduction_us,
+            next_step_us: self.next_step_us,
+        }
+    }
+
+    /// The loop in `state` (another node's). Rates that are not valid (zero, negative, not finite)
+    /// count as absent: such a state is not reduced.
+    pub fn from_state(state: &AdaptiveState) -> Adaptive {
+        let reduced = state.reduced.and_then(Rate::try_new);
+        if reduced.is_none() {
+            return Adaptive::default();
+        }
+        Adaptive {
+            reduced,
+            observed_ceiling: state.observed_ceiling.and_then(Rate::try_new),
+            last_reduction_us: state.last_reduction_us,
+            next_step_us: state.next_step_us,
+        }
+    }
+
     /// Whether a reduction is in force.
     pub fn is_reduced(&self) -> bool {
         self.reduced.is_some()
@@ -335,6 +374,40 @@ mod tests {
             .on_throttle(None, rate(2.0), 0.5, 50 * MINUTE, &s)
             .expect("reduced");
         assert_eq!(per_second(change.after), Some(1.0));
+    }
+
+    #[test]
+    fn a_state_taken_and_given_back_behaves_the_same() {
+        let s = settings(0.1);
+        let configured = Some(rate(1.0));
+        let mut original = Adaptive::default();
+        original.on_throttle(configured, rate(1.0), 0.5, 7 * SECOND, &s);
+        let mut copy = Adaptive::from_state(&original.state());
+        assert_eq!(copy, original);
+        assert_eq!(copy.next_timer_us(), original.next_timer_us());
+        // Same cooldown: no second reduction within it, on either.
+        assert_eq!(
+            copy.on_throttle(configured, rate(1.0), 0.5, 30 * SECOND, &s),
+            None
+        );
+        original.on_throttle(configured, rate(1.0), 0.5, 30 * SECOND, &s);
+        // Same recovery steps.
+        let at = original.next_timer_us().expect("reduced");
+        assert_eq!(
+            copy.on_timer(configured, at, &s),
+            original.on_timer(configured, at, &s)
+        );
+        assert_eq!(copy, original);
+        // An unreduced or unreadable state is the default.
+        assert_eq!(
+            Adaptive::from_state(&AdaptiveState::default()),
+            Adaptive::default()
+        );
+        let bad = AdaptiveState {
+            reduced: Some(f64::NAN),
+            ..original.state()
+        };
+        assert_eq!(Adaptive::from_state(&bad), Adaptive::default());
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub mod window;
 #[cfg(test)]
 mod simulation;
 
-pub use adaptive::{Adaptive, AdaptiveSettings, DEFAULT_FACTOR, RateChange};
+pub use adaptive::{Adaptive, AdaptiveSettings, AdaptiveState, DEFAULT_FACTOR, RateChange};
 pub use builtin::builtin_rules;
 pub use gcra::Gcra;
 pub use provider::{OTHER_PROVIDER, ProviderTable};

@@ -121,6 +121,11 @@ impl SlotBuffer {
         self.pending = false;
     }
 
+    /// Whether a request was made and not answered yet (no other is made meanwhile).
+    pub fn is_pending(&self) -> bool {
+        self.pending
+    }
+
     /// Slots held now.
     pub fn held(&self) -> usize {
         self.slots.len()

@@ -12,6 +12,7 @@ use tokio::sync::Notify;
 use super::lane::Hold;
 use super::names::{ConnId, LaneId, SourceId};
 use super::settings::SourceSettings;
+use super::shared_items::{ItemLimits, Missing};
 use super::{Route, Scheduler, Work};
 
 /// Longest wait for a warming source's next opening that a connection spends open; a longer one
@@ -89,6 +90,9 @@ impl Scheduler {
         self.leave_phase(lane_id, phase);
         if self.shared.is_some() {
             self.want_slots(lane_id, now_us);
+        }
+        if self.warm_share.is_some() {
+            self.want_warm_claim(lane_id, now_us);
         }
         if self.must_close(lane_id, transactions, now_us) {
             self.set_phase(conn, super::dispatch::Phase::Busy);
@@ -203,10 +207,12 @@ impl Scheduler {
         false
     }
 
-    /// Takes the next item of the lane that the domain's and tenant's limits and the operator's
-    /// suspensions allow, charging every limiter; expired items met on the way are set aside.
+    /// Takes the next item of the lane that the domain's and tenant's limits (local, and shared with
+    /// `[cluster]`) and the operator's suspensions allow, charging every limiter; expired items met on
+    /// the way are set aside. Shared limiters met without a slot are asked for slots.
     fn take_sendable(&mut self, lane_id: LaneId, now_us: u64) -> Option<Work> {
         loop {
+            let mut missing = Missing::new();
             let item = {
                 let Scheduler {
                     lanes,
@@ -217,8 +223,16 @@ impl Scheduler {
                     suspensions,
                     settings,
                     names,
+                    shared,
                     ..
                 } = self;
+                let limits = ItemLimits {
+                    tenant_gcra,
+                    domain_gcra,
+                    tenant_rates,
+                    domain_rates,
+                    shared: shared.as_ref().filter(|shared| shared.store_up),
+                };
                 let lane = &mut lanes[lane_id.0 as usize];
                 let (source, provider) = (lane.source, lane.provider);
                 // The lane's names, only needed to match operator suspensions.
@@ -235,24 +249,14 @@ impl Scheduler {
                             return Err(until);
                         }
                     }
-                    let mut at = now_us;
-                    if let Some(Some(_)) = tenant_rates.get(&item.key.tenant) {
-                        at = at.max(
-                            tenant_gcra
-                                .get(&item.key.tenant)
-                                .map_or(0, |g| g.earliest_us(now_us)),
-                        );
-                    }
-                    if let Some(Some(_)) = domain_rates.get(&item.key.domain) {
-                        at = at.max(
-                            domain_gcra
-                                .get(&item.key.domain)
-                                .map_or(0, |g| g.earliest_us(now_us)),
-                        );
-                    }
+                    let at = limits.earliest_us(&item.key, now_us, &mut missing);
                     if at > now_us { Err(at) } else { Ok(()) }
-                })?
+                })
             };
+            if !missing.is_empty() {
+                self.want_item_slots(lane_id, &missing, true, now_us);
+            }
+            let item = item?;
             if item.expires_at_us <= now_us {
                 let work = self.work(item, lane_id);
                 self.expired.push(work);
@@ -291,17 +295,26 @@ impl Scheduler {
         if self.shared.is_some() {
             self.spend_slots(lane_id, now_us);
         }
-        if let Some(rate) = self.tenant_rate(item.key.tenant) {
+        if let Some(rate) = self
+            .tenant_rate(item.key.tenant)
+            .map(|rate| self.shared_rate(rate))
+        {
             self.tenant_gcra
                 .entry(item.key.tenant)
                 .or_default()
                 .take(rate, now_us);
         }
-        if let Some(rate) = self.domain_rate(item.key.domain) {
+        if let Some(rate) = self
+            .domain_rate(item.key.domain)
+            .map(|rate| self.shared_rate(rate))
+        {
             self.domain_gcra
                 .entry(item.key.domain)
                 .or_default()
                 .take(rate, now_us);
+        }
+        if self.shared.is_some() {
+            self.spend_item_slots(lane_id, &item.key, now_us);
         }
         if !self.warmups.is_empty() {
             self.warm_charge(source, provider, now_us);
@@ -339,7 +352,7 @@ impl Scheduler {
         {
             at = at.max(gcra.earliest_us(now_us));
         }
-        if let Some(gate) = self.warm_gate(lane.source, lane.provider, now_us) {
+        if let Some(gate) = self.warm_gate_at(lane.source, lane.provider, now_us, backlog) {
             at = at.max(gate);
         }
         at
@@ -458,6 +471,9 @@ impl Scheduler {
         self.lanes[lane_id.0 as usize].unblock_due(now_us);
         if self.shared.is_some() {
             self.want_slots(lane_id, now_us);
+        }
+        if self.warm_share.is_some() {
+            self.want_warm_claim(lane_id, now_us);
         }
         self.recover(lane_id, now_us);
         self.end_holds(lane_id, now_us);

@@ -108,6 +108,7 @@ impl Scheduler {
         }
         let settings = self.settings.adaptive_settings;
         let lane = &mut self.lanes[lane_id.0 as usize];
+        let before = lane.adaptive;
         let observed = lane.observed.per_second(now_us);
         let observed = penguin_policy::shaping::Rate::try_new(observed)
             .filter(|rate| rate.per_second() > 0.0)
@@ -118,6 +119,8 @@ impl Scheduler {
         {
             self.rate_changed(lane_id, change, reason);
         }
+        // With [cluster] the other nodes take the new state, the restarted recovery period included.
+        self.share_rate_change(lane_id, before, reason, now_us);
         if let Some(at) = self.lanes[lane_id.0 as usize].adaptive.next_timer_us() {
             self.arm_timer(lane_id, at);
         }
@@ -130,9 +133,11 @@ impl Scheduler {
         if lane.adaptive.next_timer_us().is_none_or(|at| at > now_us) {
             return;
         }
+        let before = lane.adaptive;
         if let Some(change) = lane.adaptive.on_timer(lane.limits.rate, now_us, &settings) {
             self.rate_changed(lane_id, change, "recovery");
         }
+        self.share_rate_change(lane_id, before, "recovery", now_us);
     }
 
     /// Emits `shaping_adjusted` for a lane.

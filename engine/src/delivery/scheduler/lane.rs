@@ -222,6 +222,40 @@ impl Lane {
         }
     }
 
+    /// Moves the held-back FIFOs whose key `pick` chooses back into the ring (their holds are checked
+    /// again on the next visit): the slots of a shared limiter they waited for arrived.
+    pub fn unblock_where(&mut self, mut pick: impl FnMut(&QueueKey) -> bool) {
+        let picked: Vec<(u64, QueueKey)> = self
+            .blocked
+            .iter()
+            .filter(|(_, key)| pick(key))
+            .copied()
+            .collect();
+        for entry in picked {
+            self.blocked.remove(&entry);
+            if let Some(fifo) = self.fifos.get_mut(&entry.1) {
+                fifo.blocked_until = None;
+                if !fifo.items.is_empty() {
+                    self.ready.push_back(entry.1);
+                }
+            }
+        }
+    }
+
+    /// Items queued in the FIFOs whose key `pick` chooses, counted up to `cap` (the count stops there).
+    pub fn queued_where(&self, mut pick: impl FnMut(&QueueKey) -> bool, cap: usize) -> usize {
+        let mut count = 0;
+        for (key, fifo) in &self.fifos {
+            if count >= cap {
+                break;
+            }
+            if pick(key) {
+                count += fifo.items.len();
+            }
+        }
+        count.min(cap)
+    }
+
     /// Moves every held-back FIFO back into the ring (their holds are checked again on the next visit):
     /// after a suspension was lifted.
     pub fn unblock_all(&mut self) {

@@ -8,9 +8,11 @@
 //! | `mod.rs` | [`Scheduler`]: sites, lanes, messages; intake and source selection |
 //! | `dispatch` | what a connection does next, opening connections, timers ([`Scheduler::poll`]) |
 //! | `feedback` | remote replies → closed loop (AIMD), reply rules (suspend, reduce, bounce, retry) |
+//! | `fleet_rates` | closed-loop changes shared with other nodes (outbox, the others' applied) |
 //! | `operator` | operator suspensions (tenant, campaign, domain, provider, source) |
 //! | `view` | the `/v1/shaping` snapshot and the metrics |
 //! | `leases` | connection caps shared with other nodes (leases in the store), their fallback share |
+//! | `shared`, `shared_items` | rates shared with other nodes (slots of the store's GCRAs): lane-wide; tenant and domain |
 //! | `lane` | one ready queue: FIFOs per scheduled queue, counters, limiter state |
 //! | `settings` | what the scheduler reads of the config |
 //! | `names` | interned names and ids |
@@ -24,13 +26,16 @@
 mod cancel;
 mod dispatch;
 mod feedback;
+mod fleet_rates;
 mod lane;
 mod leases;
 mod names;
 mod operator;
 mod settings;
 mod shared;
+mod shared_items;
 mod view;
+mod warm_shared;
 mod warmup;
 
 #[cfg(test)]
@@ -47,6 +52,7 @@ use crate::events::{Event, EventBus};
 
 pub use dispatch::{Next, Open};
 pub use feedback::{Feedback, ReplyEffect};
+pub use fleet_rates::{LaneRateChange, RemoteOutcome};
 pub use lane::{Hold, Item};
 pub use leases::LeaseKey;
 pub use names::{ConnId, LaneId, NameId, PoolId, ProviderId, QueueKey, SiteId, SourceId};
@@ -54,6 +60,7 @@ pub use operator::{OperatorScope, OperatorSuspension, SuspensionError};
 pub use settings::{LaneLimits, PoolSettings, ProviderLimits, Settings, SourceSettings, TenantSettings};
 pub use shared::{SharedKey, SlotRequest};
 pub use view::{LaneTotals, QueueView, ShapingView};
+pub use warm_shared::{WarmClaimRequest, WarmGrant};
 pub use warmup::{SourceWarmup, WarmOverflow, WarmRuntime};
 
 use lane::Lane;
@@ -112,6 +119,8 @@ struct ProviderLane {
     warm_sent: u64,
     /// A throttling reply stopped the warming source for the provider until then, unix µs.
     warm_stop_until_us: u64,
+    /// What this node holds of the fleet's capacity for the pair (`[cluster]` only).
+    warm_claim: warm_shared::Claim,
 }
 
 /// A message whose items are in the scheduler.
@@ -197,8 +206,12 @@ pub struct Scheduler {
     suspensions: Vec<OperatorSuspension>,
     /// Warming sources (set by the warm-up service).
     warmups: HashMap<SourceId, SourceWarmup>,
+    /// Warm-up caps shared with other nodes (`[cluster]`): the claims to ask the store for.
+    warm_share: Option<warm_shared::WarmShare>,
     /// Rate limits shared with other nodes (`[cluster]`); None: this node's alone.
     shared: Option<shared::SharedLimits>,
+    /// Closed-loop changes shared with other nodes (`[cluster]`); None: this node's alone.
+    fleet_rates: Option<fleet_rates::FleetRates>,
     /// Where shaping events go.
     events: EventBus,
     /// Wakes the driver when it has work (a lane to look at).
@@ -239,7 +252,9 @@ impl Scheduler {
             cancelled: Vec::new(),
             suspensions: Vec::new(),
             warmups: HashMap::new(),
+            warm_share: None,
             shared: None,
+            fleet_rates: None,
             events,
             driver,
             stopping: false,
@@ -353,6 +368,8 @@ impl Scheduler {
         lane.prefer_high = self.warm_cap(source, provider).is_some();
         self.lanes.push(lane);
         self.lane_ids.insert((source, site), id);
+        // Another node's closed-loop change kept for this lane (`[cluster]`).
+        self.adopt_pending_rate(id);
         id
     }
 

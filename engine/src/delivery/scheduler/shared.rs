@@ -1,7 +1,9 @@
-//! Rate limits shared with other nodes (`[cluster]`): the lane's, the source's over a provider and the
-//! source's own rate are one fleet-wide GCRA each in the shared store. The scheduler holds *slots* of
-//! them (`penguin_policy::shaping::SlotBuffer`): a send needs, besides every local limit, a slot of each
-//! shared limiter whose time has come. Slots are asked for in batches by the cluster task
+//! Rate limits shared with other nodes (`[cluster]`): the lane's, the source's over a provider, the
+//! source's own, the tenant's and the recipient domain's rate are one fleet-wide GCRA each in the
+//! shared store. The scheduler holds *slots* of them (`penguin_policy::shaping::SlotBuffer`): a send
+//! needs, besides every local limit, a slot of each shared limiter whose time has come. The lane-wide
+//! ones are here; the tenant's and the domain's, which decide per scheduled queue, in
+//! `shared_items.rs`. Slots are asked for in batches by the cluster task
 //! ([`Scheduler::take_slot_requests`] → the store → [`Scheduler::slots_granted`]), which wakes the lanes
 //! that wait for them. When the store cannot be reached every shared rate falls back to this node's
 //! share: the rate divided by the nodes seen ([`Scheduler::set_shared_store`]).
@@ -18,11 +20,11 @@ use tokio::sync::Notify;
 use penguin_policy::shaping::{Rate, SlotBuffer, fallback_rate};
 
 use super::Scheduler;
-use super::names::{LaneId, ProviderId, SiteId, SourceId};
+use super::names::{LaneId, NameId, ProviderId, QueueKey, SiteId, SourceId};
 
 /// How long a lane waits for slots it asked for before it looks again (the store answers in about a
 /// millisecond; this only bounds a lost answer).
-const SLOT_WAIT_US: u64 = 20_000;
+pub(super) const SLOT_WAIT_US: u64 = 20_000;
 
 /// Slots a node asks for cover this much sending time at the limiter's rate.
 const DEFAULT_LOOKAHEAD_US: u64 = 100_000;
@@ -36,6 +38,22 @@ pub enum SharedKey {
     Provider(SourceId, ProviderId),
     /// A source's own rate.
     Source(SourceId),
+    /// A tenant's message rate (`[[tenant]] max_message_rate` or the API's), all sources.
+    Tenant(NameId),
+    /// A recipient domain's message rate (`[[shaping.domain]] max_message_rate`), all sources.
+    Domain(NameId),
+}
+
+impl SharedKey {
+    /// Whether this limiter applies to the items of scheduled queue `queue` (only the tenant's and the
+    /// domain's decide per queue; the others apply to whole lanes).
+    pub(super) fn covers(self, queue: &QueueKey) -> bool {
+        match self {
+            SharedKey::Tenant(tenant) => queue.tenant == tenant,
+            SharedKey::Domain(domain) => queue.domain == domain,
+            SharedKey::Lane(..) | SharedKey::Provider(..) | SharedKey::Source(..) => false,
+        }
+    }
 }
 
 /// A request for slots, for the cluster task to send to the store.
@@ -43,7 +61,8 @@ pub enum SharedKey {
 pub struct SlotRequest {
     /// The limiter.
     pub key: SharedKey,
-    /// Its name in the store (`lane/SOURCE/SITE`, `provider/SOURCE/PROVIDER`, `source/SOURCE`).
+    /// Its name in the store (`lane/SOURCE/SITE`, `provider/SOURCE/PROVIDER`, `source/SOURCE`,
+    /// `tenant/TENANT`, `domain/DOMAIN`).
     pub name: String,
     /// The spacing of its slots (the rate in force).
     pub interval_us: u64,
@@ -55,11 +74,11 @@ pub struct SlotRequest {
 #[derive(Debug)]
 pub(super) struct SharedLimits {
     /// Slots held per limiter.
-    buffers: HashMap<SharedKey, SlotBuffer>,
+    pub(super) buffers: HashMap<SharedKey, SlotBuffer>,
     /// Requests not yet taken by the cluster task.
     requests: Vec<SlotRequest>,
     /// Lanes waiting for a limiter's slots.
-    waiting: HashMap<SharedKey, Vec<LaneId>>,
+    pub(super) waiting: HashMap<SharedKey, Vec<LaneId>>,
     /// The store answers.
     pub(super) store_up: bool,
     /// Nodes seen (for the fallback share).
@@ -67,7 +86,7 @@ pub(super) struct SharedLimits {
     /// Lanes whose lease was refused: no connection before then (`leases.rs`).
     pub(super) lease_waits: HashMap<LaneId, u64>,
     /// Sending time one request covers.
-    lookahead_us: u64,
+    pub(super) lookahead_us: u64,
     /// Wakes the task that asks the store.
     wake: Arc<Notify>,
 }
@@ -129,6 +148,9 @@ impl Scheduler {
         let lanes = shared.waiting.remove(&key).unwrap_or_default();
         for lane in lanes {
             self.mark_dirty(lane);
+            if matches!(key, SharedKey::Tenant(_) | SharedKey::Domain(_)) {
+                self.item_slots_arrived(lane, key);
+            }
         }
     }
 
@@ -186,20 +208,36 @@ impl Scheduler {
             return;
         }
         for (key, rate) in self.lane_limiters(lane_id) {
-            let name = self.shared_name(key);
-            let Some(shared) = self.shared.as_mut() else {
-                return;
-            };
-            let buffer = shared.buffers.entry(key).or_default();
-            if let Some(count) = buffer.request(rate, wanted, shared.lookahead_us, now_us) {
-                shared.requests.push(SlotRequest {
-                    key,
-                    name,
-                    interval_us: rate.interval_us(),
-                    count,
-                });
-                shared.wake.notify_one();
-            }
+            self.ask_slots(key, rate, wanted, now_us);
+            self.wait_for_slots(key, lane_id);
+        }
+    }
+
+    /// Asks the store for slots of `key` when its buffer wants some for `wanted` sends at `rate` (none
+    /// while a request is on its way or enough are held; see `SlotBuffer::request`).
+    pub(super) fn ask_slots(&mut self, key: SharedKey, rate: Rate, wanted: usize, now_us: u64) {
+        let Some(shared) = self.shared.as_mut() else {
+            return;
+        };
+        let buffer = shared.buffers.entry(key).or_default();
+        let Some(count) = buffer.request(rate, wanted, shared.lookahead_us, now_us) else {
+            return;
+        };
+        let name = self.shared_name(key);
+        if let Some(shared) = self.shared.as_mut() {
+            shared.requests.push(SlotRequest {
+                key,
+                name,
+                interval_us: rate.interval_us(),
+                count,
+            });
+            shared.wake.notify_one();
+        }
+    }
+
+    /// Remembers that `lane_id` waits for slots of `key` ([`Scheduler::slots_granted`] wakes it).
+    pub(super) fn wait_for_slots(&mut self, key: SharedKey, lane_id: LaneId) {
+        if let Some(shared) = self.shared.as_mut() {
             let waiting = shared.waiting.entry(key).or_default();
             if !waiting.contains(&lane_id) {
                 waiting.push(lane_id);
@@ -238,6 +276,8 @@ impl Scheduler {
                 self.settings.provider_name(provider)
             ),
             SharedKey::Source(source) => format!("source/{}", self.settings.source_name(source)),
+            SharedKey::Tenant(tenant) => format!("tenant/{}", self.names.name(tenant)),
+            SharedKey::Domain(domain) => format!("domain/{}", self.names.name(domain)),
         }
     }
 

@@ -15,6 +15,12 @@ use crate::events::{Event, EventBus, EventKind, EventSink};
 #[path = "leases_tests.rs"]
 mod leases_tests;
 
+#[path = "fleet_rates_tests.rs"]
+mod fleet_rates_tests;
+
+#[path = "warm_shared_tests.rs"]
+mod warm_shared_tests;
+
 /// One second in microseconds.
 const S: u64 = 1_000_000;
 /// The test's start time.
@@ -560,14 +566,27 @@ fn an_item_given_back_goes_on_another_connection() {
 /// the store's script) for `seconds`, one connection each pulling work every millisecond; returns what
 /// each sent.
 fn two_nodes(toml: &str, store_up: bool, seconds: u64) -> [u64; 2] {
+    two_nodes_of(toml, "acme", "example.com", store_up, seconds).0
+}
+
+/// [`two_nodes`] with 2000 messages of `tenant` to `domain` on each node; also returns the names of the
+/// limiters the nodes asked the store for.
+fn two_nodes_of(
+    toml: &str,
+    tenant: &str,
+    domain: &str,
+    store_up: bool,
+    seconds: u64,
+) -> ([u64; 2], BTreeSet<String>) {
     let (mut a, _) = scheduler(toml);
     let (mut b, _) = scheduler(toml);
     let mut nodes = [&mut a, &mut b];
+    let mx = format!("mx.{domain}");
     for s in nodes.iter_mut() {
         s.enable_shared_limits(2, Arc::new(Notify::new()));
         s.set_shared_store(store_up, 2);
         for n in 0..2000 {
-            add(s, n, "acme", "c", "example.com", "mx.example.com", T0);
+            add(s, n, tenant, "c", domain, &mx, T0);
         }
     }
     let mut store: HashMap<String, u64> = HashMap::new();
@@ -586,15 +605,20 @@ fn two_nodes(toml: &str, store_up: bool, seconds: u64) -> [u64; 2] {
             if let Some(open) = s.poll(now).into_iter().next() {
                 conns[i] = Some(open.conn);
             }
-            if let Some(conn) = conns[i] {
-                while let Next::Send(_) = s.next(conn, now) {
-                    sent[i] += 1;
+            while let Some(conn) = conns[i] {
+                match s.next(conn, now) {
+                    Next::Send(_) => sent[i] += 1,
+                    Next::Close => {
+                        s.connection_closed(conn);
+                        conns[i] = None;
+                    }
+                    _ => break,
                 }
             }
         }
         now += 1_000;
     }
-    sent
+    (sent, store.into_keys().collect())
 }
 
 #[test]
@@ -612,4 +636,93 @@ fn two_nodes_sharing_a_lane_rate_send_it_together_and_each_half_of_it_without_th
         alone.iter().all(|&n| (99..=101).contains(&n)),
         "without the store each node sends its share, 10/s: {alone:?}"
     );
+}
+
+/// A tenant `slow` with a rate of 20 messages a second.
+const SLOW_TENANT: &str = r#"
+[[tenant]]
+name = "slow"
+username = "slow"
+password_hash = "$argon2id$v=19$m=19456,t=2,p=1$nzIbkXqeHX81M+OdMdURGg$lMD+wmUI3emIbCXjveh2b+qWc0EfOWTvlxSjA5Hw31w"
+sender_domains = ["slow.example"]
+max_message_rate = "20/s"
+"#;
+
+/// Lanes without a rate, one connection each.
+const UNLIMITED_LANES: &str = "[shaping]\nmax_connections = 1\nmax_deliveries_per_connection = 1000\n";
+
+/// Asserts that two nodes sent 20/s together over 10 s (both sending) with the store, and 10/s each
+/// (their share) without it.
+fn assert_shared_20_per_second(toml: &str, tenant: &str, domain: &str, limiter: &str) {
+    let (shared, names) = two_nodes_of(toml, tenant, domain, true, 10);
+    let total = shared[0] + shared[1];
+    assert!(
+        (199..=202).contains(&total),
+        "20/s together over 10 s: {shared:?}"
+    );
+    assert!(shared[0] >= 60 && shared[1] >= 60, "both nodes send: {shared:?}");
+    assert_eq!(
+        names.into_iter().collect::<Vec<_>>(),
+        [limiter],
+        "the only shared limiter"
+    );
+    let (alone, names) = two_nodes_of(toml, tenant, domain, false, 10);
+    assert!(
+        alone.iter().all(|&n| (99..=101).contains(&n)),
+        "without the store each node sends its share, 10/s: {alone:?}"
+    );
+    assert!(names.is_empty(), "nothing asked of an absent store: {names:?}");
+}
+
+#[test]
+fn two_nodes_sharing_a_tenant_rate_send_it_together_and_each_half_of_it_without_the_store() {
+    let toml = format!("{SLOW_TENANT}\n{UNLIMITED_LANES}");
+    assert_shared_20_per_second(&toml, "slow", "example.com", "tenant/slow");
+}
+
+#[test]
+fn two_nodes_sharing_a_domain_rate_send_it_together_and_each_half_of_it_without_the_store() {
+    let toml = format!(
+        "{UNLIMITED_LANES}\n[[shaping.domain]]\ndomain = \"small.example\"\nmax_message_rate = \"20/s\"\n"
+    );
+    assert_shared_20_per_second(&toml, "acme", "small.example", "domain/small.example");
+}
+
+#[test]
+fn a_queue_without_a_tenant_slot_waits_for_it_alone_and_goes_at_the_slots_time() {
+    let toml = format!("{SLOW_TENANT}\n{UNLIMITED_LANES}");
+    let (mut s, _) = scheduler(&toml);
+    s.enable_shared_limits(2, Arc::new(Notify::new()));
+    s.set_shared_store(true, 2);
+    for n in 0..5 {
+        add(&mut s, n, "slow", "c", "example.com", "mx.example.com", T0);
+    }
+    add(&mut s, 9, "fast", "c", "example.com", "mx.example.com", T0);
+    let conn = s.poll(T0)[0].conn;
+    assert_eq!(
+        send(&mut s, conn, T0).item.id.sequence(),
+        9,
+        "the other tenant's mail does not wait for the slots"
+    );
+    let requests = s.take_slot_requests();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    let slow = requests[0].key;
+    assert_eq!(requests[0].name, "tenant/slow");
+    assert_eq!(requests[0].interval_us, S / 20);
+    assert_eq!(requests[0].count, 2, "100 ms of 20/s, fewer than the 5 queued");
+    assert_eq!(wait(&mut s, conn, T0), T0 + 20_000, "a short wait for the answer");
+    s.slots_granted(slow, Some((T0 + 5_000, S / 20, 2)));
+    assert_eq!(
+        wait(&mut s, conn, T0 + 1_000),
+        T0 + 5_000,
+        "the answer puts the queue back at once: it waits for the slot's time"
+    );
+    assert_eq!(send(&mut s, conn, T0 + 5_000).item.id.sequence(), 0);
+    let refill = s.take_slot_requests();
+    assert_eq!(
+        refill.iter().map(|r| (r.key, r.count)).collect::<Vec<_>>(),
+        [(slow, 1)],
+        "one slot spent, one asked for"
+    );
+    assert_eq!(wait(&mut s, conn, T0 + 5_000), T0 + 55_000, "the second slot");
 }

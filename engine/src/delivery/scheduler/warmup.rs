@@ -112,7 +112,7 @@ impl Scheduler {
     }
 
     /// Messages (source, provider) sent on `day`, as counted here.
-    fn warm_sent(&self, source: SourceId, provider: ProviderId, day: Date) -> u64 {
+    pub(super) fn warm_sent(&self, source: SourceId, provider: ProviderId, day: Date) -> u64 {
         self.provider_lanes
             .get(&(source, provider))
             .filter(|lane| lane.warm_day == Some(day))
@@ -120,47 +120,87 @@ impl Scheduler {
     }
 
     /// When a warming (source, provider) may send its next message, if not now: before the warm-up's
-    /// start, during a throttling stop, outside the sending hours, or with today's open capacity used.
+    /// start, during a throttling stop, outside the sending hours, with today's open capacity used
+    /// (with `[cluster]`: none held of the fleet's, a moment while a claim is out).
     pub(super) fn warm_gate(&self, source: SourceId, provider: ProviderId, now_us: u64) -> Option<u64> {
+        self.warm_gate_at(source, provider, now_us, false)
+    }
+
+    /// [`Scheduler::warm_gate`]; when `choosing` a source for an item, a claim about to be asked for
+    /// is no wait (the capacity is there, it only has to be fetched).
+    pub(super) fn warm_gate_at(
+        &self,
+        source: SourceId,
+        provider: ProviderId,
+        now_us: u64,
+        choosing: bool,
+    ) -> Option<u64> {
         if self.warmups.is_empty() {
             return None;
         }
         let (warmup, cap) = self.warm_cap(source, provider)?;
-        if let Some(until) = warmup.closed_until_us.filter(|&until| until > now_us) {
+        if let Some(until) = self.warm_stopped_until(source, provider, now_us) {
             return Some(until);
-        }
-        let stopped = self
-            .provider_lanes
-            .get(&(source, provider))
-            .map_or(0, |lane| lane.warm_stop_until_us);
-        if stopped > now_us {
-            return Some(stopped);
         }
         let plan = &warmup.plan;
         let today = plan.day_of(now_us);
         if today != warmup.day {
             return Some(now_us + NEW_DAY_WAIT_US);
         }
-        if !plan.in_hours(now_us) || self.warm_sent(source, provider, today) >= plan.opened(cap, now_us) {
+        if !plan.in_hours(now_us) {
             return Some(plan.next_opening_us(now_us));
         }
-        None
+        let sent = self.warm_sent(source, provider, today);
+        let budget = self.warm_budget(source, provider, (today, plan.opened(cap, now_us), sent));
+        let pending = self.warm_claim_pending(budget);
+        if budget.now > 0 || (choosing && pending) {
+            None
+        } else if pending {
+            Some(Self::warm_claim_wait(now_us))
+        } else {
+            Some(plan.next_opening_us(now_us))
+        }
+    }
+
+    /// Until when a warming (source, provider) sends nothing whatever its count: its warm-up starts
+    /// later, or a throttling reply stopped it.
+    pub(super) fn warm_stopped_until(
+        &self,
+        source: SourceId,
+        provider: ProviderId,
+        now_us: u64,
+    ) -> Option<u64> {
+        let warmup = self.warmups.get(&source)?;
+        if let Some(until) = warmup.closed_until_us.filter(|&until| until > now_us) {
+            return Some(until);
+        }
+        self.provider_lanes
+            .get(&(source, provider))
+            .map(|lane| lane.warm_stop_until_us)
+            .filter(|&until| until > now_us)
     }
 
     /// Whether a warming (source, provider) has room for one more item of this priority, counting
     /// what its lanes already hold; else until when it has none.
     fn warm_room(&self, source: SourceId, provider: ProviderId, high: bool, now_us: u64) -> Result<(), u64> {
-        if let Some(until) = self.warm_gate(source, provider, now_us) {
-            return Err(until);
-        }
         let Some((warmup, cap)) = self.warm_cap(source, provider) else {
             return Ok(());
         };
+        if let Some(until) = self.warm_stopped_until(source, provider, now_us) {
+            return Err(until);
+        }
         let plan = &warmup.plan;
+        if plan.day_of(now_us) != warmup.day {
+            return Err(now_us + NEW_DAY_WAIT_US);
+        }
+        if !plan.in_hours(now_us) {
+            return Err(plan.next_opening_us(now_us));
+        }
         let sent = self.warm_sent(source, provider, warmup.day);
+        let budget = self.warm_budget(source, provider, (warmup.day, plan.opened(cap, now_us), sent));
         let (queued_high, queued_normal) = self.group(source, provider).counts();
         let ahead = queued_high + if high { 0 } else { queued_normal };
-        if sent + (ahead as u64) < plan.opened(cap, now_us) {
+        if (ahead as u64) < budget.room {
             Ok(())
         } else {
             Err(plan.next_opening_us(now_us))
@@ -220,8 +260,9 @@ impl Scheduler {
         };
         let open = warmup.plan.opened(cap, now_us);
         let sent = self.warm_sent(source, provider, warmup.day);
+        let budget = self.warm_budget(source, provider, (warmup.day, open, sent));
         let (high, normal) = self.group(source, provider).counts();
-        if normal == 0 || sent + ((high + normal) as u64) <= open {
+        if normal == 0 || ((high + normal) as u64) <= budget.room {
             return;
         }
         let donor = (0..self.lanes.len()).find(|&i| {
@@ -251,6 +292,7 @@ impl Scheduler {
             lane.warm_sent = 0;
         }
         lane.warm_sent += 1;
+        self.spend_warm_claim(source, provider, day);
     }
 
     /// A throttling reply on a warming lane stops its (source, provider) until the next local hour;
