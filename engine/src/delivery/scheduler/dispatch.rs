@@ -551,11 +551,16 @@ impl Scheduler {
                 return None;
             }
             if let Some(rate) = limits.connection_rate {
-                let lane = &mut self.lanes[lane_id.0 as usize];
+                let local = self.shared_rate(rate);
+                let lane = &self.lanes[lane_id.0 as usize];
                 if !lane.connection_gcra.allows(now_us) {
                     return Some(lane.connection_gcra.earliest_us(now_us));
                 }
-                lane.connection_gcra.take(rate, now_us);
+                // With [cluster] the rate is the fleet's: a slot of it too.
+                if let Some(at) = self.connection_slot(lane_id, rate, now_us) {
+                    return Some(at);
+                }
+                self.lanes[lane_id.0 as usize].connection_gcra.take(local, now_us);
             }
             opens.push(self.count_connection(lane_id));
         }

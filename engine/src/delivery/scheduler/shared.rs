@@ -42,6 +42,8 @@ pub enum SharedKey {
     Tenant(NameId),
     /// A recipient domain's message rate (`[[shaping.domain]] max_message_rate`), all sources.
     Domain(NameId),
+    /// A (source, site) lane's connection rate (`max_connection_rate`).
+    Connections(SourceId, SiteId),
 }
 
 impl SharedKey {
@@ -51,7 +53,10 @@ impl SharedKey {
         match self {
             SharedKey::Tenant(tenant) => queue.tenant == tenant,
             SharedKey::Domain(domain) => queue.domain == domain,
-            SharedKey::Lane(..) | SharedKey::Provider(..) | SharedKey::Source(..) => false,
+            SharedKey::Lane(..)
+            | SharedKey::Provider(..)
+            | SharedKey::Source(..)
+            | SharedKey::Connections(..) => false,
         }
     }
 }
@@ -245,6 +250,27 @@ impl Scheduler {
         }
     }
 
+    /// With the store in use, whether the lane may open a connection under its shared connection rate
+    /// now: None when a slot is due (it is spent), else when to look again (slots are asked for and
+    /// the lane waits for them). None without sharing or while the store is away (then the local
+    /// limiter keeps to this node's share).
+    pub(super) fn connection_slot(&mut self, lane_id: LaneId, rate: Rate, now_us: u64) -> Option<u64> {
+        if !self.shared.as_ref().is_some_and(|shared| shared.store_up) {
+            return None;
+        }
+        let lane = &self.lanes[lane_id.0 as usize];
+        let key = SharedKey::Connections(lane.source, lane.site);
+        let wanted = lane.queued.saturating_sub(lane.connections).max(1);
+        let buffer = self.shared.as_mut()?.buffers.entry(key).or_default();
+        if buffer.take(now_us) {
+            return None;
+        }
+        let next = buffer.peek_us(now_us);
+        self.ask_slots(key, rate, wanted, now_us);
+        self.wait_for_slots(key, lane_id);
+        Some(next.unwrap_or(now_us + SLOT_WAIT_US))
+    }
+
     /// Spends one slot of each of the lane's shared limiters (a send was handed out).
     pub(super) fn spend_slots(&mut self, lane_id: LaneId, now_us: u64) {
         if !self.shared.as_ref().is_some_and(|shared| shared.store_up) {
@@ -276,6 +302,11 @@ impl Scheduler {
                 self.settings.provider_name(provider)
             ),
             SharedKey::Source(source) => format!("source/{}", self.settings.source_name(source)),
+            SharedKey::Connections(source, site) => format!(
+                "conn-rate/{}/{}",
+                self.settings.source_name(source),
+                self.sites[site.0 as usize].name
+            ),
             SharedKey::Tenant(tenant) => format!("tenant/{}", self.names.name(tenant)),
             SharedKey::Domain(domain) => format!("domain/{}", self.names.name(domain)),
         }

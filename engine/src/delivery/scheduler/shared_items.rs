@@ -81,7 +81,10 @@ impl Scheduler {
         match key {
             SharedKey::Tenant(tenant) => self.tenant_rates.get(&tenant).copied().flatten(),
             SharedKey::Domain(domain) => self.domain_rates.get(&domain).copied().flatten(),
-            SharedKey::Lane(..) | SharedKey::Provider(..) | SharedKey::Source(..) => None,
+            SharedKey::Lane(..)
+            | SharedKey::Provider(..)
+            | SharedKey::Source(..)
+            | SharedKey::Connections(..) => None,
         }
     }
 

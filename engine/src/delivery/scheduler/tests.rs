@@ -638,6 +638,32 @@ fn two_nodes_sharing_a_lane_rate_send_it_together_and_each_half_of_it_without_th
     );
 }
 
+#[test]
+fn two_nodes_sharing_a_connection_rate_open_it_together_and_each_half_of_it_without_the_store() {
+    // One message per connection: the messages sent are the connections opened.
+    let toml =
+        "[shaping]\nmax_connection_rate = \"20/s\"\nmax_connections = 1\nmax_deliveries_per_connection = 1\n";
+    let (shared, limiters) = two_nodes_of(toml, "acme", "example.com", true, 10);
+    let total = shared[0] + shared[1];
+    assert!(
+        (199..=202).contains(&total),
+        "20 connections a second together over 10 s: {shared:?}"
+    );
+    assert!(
+        shared[0] >= 60 && shared[1] >= 60,
+        "both nodes connect: {shared:?}"
+    );
+    assert!(
+        limiters.iter().any(|name| name.starts_with("conn-rate/default/")),
+        "the fleet's limiter: {limiters:?}"
+    );
+    let alone = two_nodes(toml, false, 10);
+    assert!(
+        alone.iter().all(|&n| (99..=101).contains(&n)),
+        "without the store each node opens its share, 10/s: {alone:?}"
+    );
+}
+
 /// A tenant `slow` with a rate of 20 messages a second.
 const SLOW_TENANT: &str = r#"
 [[tenant]]
