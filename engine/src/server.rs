@@ -251,6 +251,7 @@ pub async fn serve_with_clock(
             tokens: Arc::clone(&tokens),
             tenants: Arc::clone(&quota_tenants),
             appliers,
+            sources: config.sources().into_iter().map(|source| source.name).collect(),
         };
         (cluster.clone(), wakes, parts)
     });

@@ -4,7 +4,10 @@
 //! Each node counts its own outcomes in its spool (`w/SOURCE/DAY/PROVIDER/KIND`, exact across kill -9).
 //! The push task ([`run_warm_tally_push`], every [`TALLY_PUSH_EVERY`]) writes this node's *absolute*
 //! values that changed to `HSET penguin:warmup:tally:SOURCE:DAY NODE/PROVIDER/KIND value` (the hash
-//! kept [`TALLY_TTL_SECS`]); after the start and after a failure it pushes them all. A node only
+//! kept [`TALLY_TTL_SECS`]); after the start and after a failure it pushes them all. It reads only the
+//! days that can still be judged or counted, two UTC days back to one ahead ([`PUSHED_DAYS`]: every
+//! plan time zone's yesterday and today), one seek per source and day, so months of counters cost
+//! nothing. A node only
 //! writes its own fields, so a replay is idempotent. [`Cluster::others_warmup_tallies`] reads the
 //! other nodes' fields of the days to judge (one pipeline, bounded by `redis_timeout`).
 
@@ -14,7 +17,7 @@ use std::time::Duration;
 
 use jiff::civil::Date;
 use penguin_policy::warmup::DayTally;
-use penguin_queue::Spool;
+use penguin_queue::{Spool, SpoolError};
 use redis::aio::MultiplexedConnection;
 use tokio::sync::watch;
 
@@ -32,6 +35,9 @@ pub const TALLY_TTL_SECS: u64 = 30 * 86_400;
 /// The warm-up prefix of the spool's counters.
 const COUNTER_PREFIX: &str = "w/";
 
+/// The UTC days pushed, relative to today.
+const PUSHED_DAYS: [i8; 4] = [-2, -1, 0, 1];
+
 /// Tallies of other nodes: (source, day, provider) → their summed counts.
 pub type OthersTallies = BTreeMap<(String, Date, String), DayTally>;
 
@@ -41,7 +47,12 @@ pub fn tally_hash(source: &str, day: &str) -> String {
 }
 
 /// The push task: a round every [`TALLY_PUSH_EVERY`] until `stopped`.
-pub async fn run_warm_tally_push(cluster: Cluster, spool: Arc<Spool>, mut stopped: watch::Receiver<bool>) {
+pub async fn run_warm_tally_push(
+    cluster: Cluster,
+    spool: Arc<Spool>,
+    sources: Vec<String>,
+    mut stopped: watch::Receiver<bool>,
+) {
     let mut ticks = tokio::time::interval(TALLY_PUSH_EVERY);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut connection: Option<MultiplexedConnection> = None;
@@ -56,7 +67,8 @@ pub async fn run_warm_tally_push(cluster: Cluster, spool: Arc<Spool>, mut stoppe
             pushed = None;
             continue;
         }
-        let counters = match spool.counters(COUNTER_PREFIX) {
+        let today = crate::usage::utc_date(cluster.inner.parts.clock.now_ms());
+        let counters = match recent_counters(&spool, &sources, today) {
             Ok(counters) => counters,
             Err(error) => {
                 tracing::warn!(%error, "cluster: warm-up tallies not read from the spool");
@@ -88,6 +100,20 @@ pub async fn run_warm_tally_push(cluster: Cluster, spool: Arc<Spool>, mut stoppe
             Err(error) => tracing::warn!(%error, "cluster: warm-up tallies not pushed"),
         }
     }
+}
+
+/// This node's warm-up counters of `sources` on the [`PUSHED_DAYS`] around `today`.
+fn recent_counters(spool: &Spool, sources: &[String], today: Date) -> Result<Vec<(String, i64)>, SpoolError> {
+    let mut found = Vec::new();
+    for source in sources {
+        for offset in PUSHED_DAYS {
+            let Ok(day) = today.checked_add(jiff::Span::new().days(offset)) else {
+                continue;
+            };
+            found.extend(spool.counters(&format!("{COUNTER_PREFIX}{source}/{day}/"))?);
+        }
+    }
+    Ok(found)
 }
 
 /// One counter key `w/SOURCE/DAY/PROVIDER/KIND` split into (source, day, provider, kind).
@@ -178,6 +204,44 @@ impl Cluster {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_days_around_today_are_pushed() -> Result<(), SpoolError> {
+        let dir = tempfile::tempdir().map_err(|e| SpoolError::Storage(e.to_string()))?;
+        let spool = Spool::open(penguin_queue::SpoolOptions::new(dir.path().join("spool")))?;
+        let mut counts = penguin_queue::Counts::new();
+        for day in [
+            "2026-11-20",
+            "2026-12-01",
+            "2026-12-02",
+            "2026-12-03",
+            "2026-12-04",
+            "2026-12-05",
+        ] {
+            counts.add(format!("w/ip9/{day}/google/sent"), 1);
+        }
+        counts.add("w/ip2/2026-12-03/google/sent", 1);
+        counts.add("w/ip3/2026-12-03/google/sent", 1);
+        spool.add_counts(&counts)?;
+        let today: Date = "2026-12-03".parse().expect("date");
+        let sources = ["ip9".to_owned(), "ip2".to_owned()];
+        let mut keys: Vec<String> = recent_counters(&spool, &sources, today)?
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "w/ip2/2026-12-03/google/sent",
+                "w/ip9/2026-12-01/google/sent",
+                "w/ip9/2026-12-02/google/sent",
+                "w/ip9/2026-12-03/google/sent",
+                "w/ip9/2026-12-04/google/sent",
+            ]
+        );
+        Ok(())
+    }
 
     #[test]
     fn counter_keys_and_fields_are_read_back() {

@@ -37,6 +37,8 @@ pub(super) struct FleetParts {
     pub tenants: SharedTenants,
     /// Who applies the other nodes' control records.
     pub appliers: Vec<Arc<dyn ApplyChange>>,
+    /// The sources' names (whose warm-up tallies are pushed).
+    pub sources: Vec<String>,
 }
 
 /// Shares the scheduler's rates, warm-up caps and closed-loop changes and the delivery's connection
@@ -79,6 +81,7 @@ pub(super) fn spawn_tasks(
         tokens,
         tenants,
         appliers,
+        sources,
     } = parts;
     let scheduler_of = || Arc::clone(&scheduler);
     tasks.spawn(cluster::run_slots(
@@ -121,6 +124,7 @@ pub(super) fn spawn_tasks(
     tasks.spawn(cluster::run_warm_tally_push(
         cluster.clone(),
         Arc::clone(&spool),
+        sources,
         stopped.clone(),
     ));
     tasks.spawn(cluster::run_usage_push(cluster.clone(), spool, stopped.clone()));
