@@ -128,6 +128,8 @@ impl Scheduler {
         }
         if changed {
             self.release_all();
+            // The last call's time: this one is not given one.
+            self.warm_rebalance_over_room(self.now_ms * 1000);
         }
     }
 

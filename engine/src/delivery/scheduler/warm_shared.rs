@@ -134,6 +134,26 @@ impl Scheduler {
         }
     }
 
+    /// The store came or went (the room of every warming pair changed): the lanes of each pair that
+    /// holds more than its room now give what is over it to the pool's other sources (unless the
+    /// plan holds), so no mail waits for tomorrow while another source could send it.
+    pub(super) fn warm_rebalance_over_room(&mut self, now_us: u64) {
+        if self.warmups.is_empty() || self.warm_share.is_none() {
+            return;
+        }
+        let over: Vec<LaneId> = (0..self.lanes.len())
+            .filter(|&i| {
+                let lane = &self.lanes[i];
+                lane.queued > 0 && self.warm_over_room(lane.source, lane.provider, now_us)
+            })
+            .map(|i| LaneId(i as u32))
+            .collect();
+        for lane in over {
+            self.rebalance(lane, now_us);
+            self.mark_dirty(lane);
+        }
+    }
+
     /// Whether a warming (source, provider) whose overflow goes elsewhere holds more mail than it has
     /// room for today.
     fn warm_over_room(&self, source: SourceId, provider: ProviderId, now_us: u64) -> bool {

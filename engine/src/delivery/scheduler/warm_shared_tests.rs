@@ -173,3 +173,29 @@ fn mail_over_the_fleets_room_goes_to_the_pools_other_source() {
     );
     assert_eq!(of("ip9") + of("ip2"), 200, "nothing is left waiting: {sent:?}");
 }
+
+#[test]
+fn when_the_store_goes_away_mail_over_the_nodes_share_goes_to_the_pools_other_source() {
+    let mut s = node_of(POOLED, WarmOverflow::Pool, (true, true), 100);
+    let ip9 = s.settings().source_id("ip9").expect("ip9");
+    let provider = s.lanes[0].provider;
+    let (high, normal) = s.group(ip9, provider).counts();
+    assert!(
+        high + normal > 15,
+        "ip9 took more than the share while the store answered"
+    );
+    s.set_shared_store(false, 2);
+    let (high, normal) = s.group(ip9, provider).counts();
+    assert!(
+        high + normal <= 15,
+        "ip9 keeps its share of 30 ÷ 2 at most: {}",
+        high + normal
+    );
+    let sent = run_by_source(std::slice::from_mut(&mut s), &mut HashMap::new(), 3);
+    assert_eq!(sent[0].get("ip9").copied().unwrap_or(0), 15, "{sent:?}");
+    assert_eq!(
+        sent[0].values().sum::<u64>(),
+        100,
+        "nothing is left waiting: {sent:?}"
+    );
+}
