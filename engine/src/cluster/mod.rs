@@ -57,7 +57,7 @@ pub use unsubscribe_secret::{UNSUBSCRIBE_SECRET_KEY, share_at_start as share_uns
 pub use usage_sync::{
     OthersUsage, USAGE_KEY_PREFIX, USAGE_PUSH_EVERY, USAGE_TTL_SECS, run_usage_push, usage_hash,
 };
-pub use warm_claims::{WARMUP_CLAIMED_PREFIX, run_warm_claims};
+pub use warm_claims::WARMUP_CLAIMED_PREFIX;
 pub use warm_tally::{OthersTallies, WARMUP_TALLY_PREFIX, run_warm_tally_push, tally_hash};
 
 /// Prefix of a node's record key: `penguin:node:{id}`.

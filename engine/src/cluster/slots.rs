@@ -1,8 +1,9 @@
 //! Shared rate limits in Redis: the scheduler asks for slots of its shared limiters
 //! (`delivery::scheduler::shared`); this task takes the requests, runs the fleet's GCRA for each in
 //! Redis (one Lua script, atomic: `penguin:gcra:{limiter}` holds the theoretical arrival time, µs)
-//! and hands the slots back. It also tells the scheduler whether Redis answers and how many nodes
-//! share the limits, so that without Redis every node keeps to its share (rate ÷ nodes).
+//! and hands the slots back; the warm-up's capacity claims go the same way (`warm_claims.rs`). It
+//! also tells the scheduler whether Redis answers and how many nodes share the limits, so that
+//! without Redis every node keeps to its share (rate ÷ nodes).
 //!
 //! The slot times are the requesting node's clock (passed to the script): nodes keep their clocks in
 //! step (NTP), as they must for any shared rate; in tests they share one clock.
@@ -53,46 +54,59 @@ pub async fn run_slots(
             _ = stopped.wait_for(|stop| *stop) => return,
         }
         let up = cluster.is_up();
-        let requests = {
+        let (requests, claims) = {
             let mut scheduler = scheduler.lock().unwrap_or_else(PoisonError::into_inner);
             scheduler.set_shared_store(up, cluster.nodes_seen());
-            scheduler.take_slot_requests()
+            (scheduler.take_slot_requests(), scheduler.take_warm_claims())
         };
-        if requests.is_empty() {
-            continue;
+        if !requests.is_empty() {
+            serve_slots(&cluster, &mut connection, &scheduler, &requests).await;
         }
-        let now_us = cluster.inner.parts.clock.now_us();
-        let answer = match (up, connection.take()) {
-            (false, _) => Err(None),
-            (true, Some(open)) => Ok(open),
-            (true, None) => cluster.connect().await.map_err(Some),
-        };
-        let granted = match answer {
-            Ok(mut open) => {
-                let result = grant_all(&cluster, &mut open, &requests, now_us).await;
-                if result.is_ok() {
-                    connection = Some(open);
-                }
-                result.map_err(Some)
-            }
-            Err(error) => Err(error),
-        };
-        let mut scheduler = scheduler.lock().unwrap_or_else(PoisonError::into_inner);
-        match granted {
-            Ok(firsts) => {
-                for (request, first) in requests.iter().zip(firsts) {
-                    scheduler.slots_granted(request.key, Some((first, request.interval_us, request.count)));
-                }
-            }
-            Err(error) => {
-                if let Some(error) = error {
-                    tracing::warn!(%error, "cluster: no slots from Redis; shared limits wait");
-                }
-                for request in &requests {
-                    scheduler.slots_granted(request.key, None);
-                }
-            }
+        if !claims.is_empty() {
+            super::warm_claims::serve_claims(&cluster, &mut connection, &scheduler, &claims).await;
         }
+    }
+}
+
+/// The kept connection, or a new one (the caller keeps it again only when it answered).
+pub(super) async fn kept_connection(
+    cluster: &Cluster,
+    connection: &mut Option<MultiplexedConnection>,
+) -> Result<MultiplexedConnection, ClusterError> {
+    match connection.take() {
+        Some(open) => Ok(open),
+        None => cluster.connect().await,
+    }
+}
+
+/// Asks Redis for the requested slots (when it is up) and hands them to the scheduler; without an
+/// answer the lanes waiting for them look again (the fallback share applies while Redis is down).
+async fn serve_slots(
+    cluster: &Cluster,
+    connection: &mut Option<MultiplexedConnection>,
+    scheduler: &Mutex<Scheduler>,
+    requests: &[SlotRequest],
+) {
+    let now_us = cluster.inner.parts.clock.now_us();
+    let granted = if cluster.is_up() {
+        let asked = async {
+            let mut open = kept_connection(cluster, connection).await?;
+            let firsts = grant_all(cluster, &mut open, requests, now_us).await?;
+            *connection = Some(open);
+            Ok::<_, ClusterError>(firsts)
+        };
+        asked
+            .await
+            .inspect_err(|error| tracing::warn!(%error, "cluster: no slots from Redis; shared limits wait"))
+            .ok()
+    } else {
+        None
+    };
+    let mut scheduler = scheduler.lock().unwrap_or_else(PoisonError::into_inner);
+    for (index, request) in requests.iter().enumerate() {
+        let first = granted.as_ref().and_then(|firsts| firsts.get(index).copied());
+        let grant = first.map(|first| (first, request.interval_us, request.count));
+        scheduler.slots_granted(request.key, grant);
     }
 }
 

@@ -1,14 +1,12 @@
 //! Warm-up caps shared by the nodes: the scheduler asks for part of a warming (source, provider)'s
-//! open capacity (`delivery::scheduler::warm_shared`); this task takes the claims and runs them in
+//! open capacity (`delivery::scheduler::warm_shared`); the slots task takes the claims and runs them in
 //! Redis (one Lua script, atomic: `penguin:warmup:claimed:SOURCE/PROVIDER/DAY` holds what the fleet
 //! claimed that local day), then hands the answers back. The script grants at most the open capacity
 //! minus what is claimed, so the fleet never passes the cap; the key expires days after its day.
 
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::sync::{Mutex, PoisonError};
 
 use redis::aio::MultiplexedConnection;
-use tokio::sync::{Notify, watch};
 
 use super::{Cluster, ClusterError};
 use crate::delivery::scheduler::{Scheduler, WarmClaimRequest, WarmGrant};
@@ -33,63 +31,36 @@ pub const WARMUP_CLAIMED_PREFIX: &str = "penguin:warmup:claimed:";
 /// How long a day's claimed count stays in Redis (its day is over long before).
 const CLAIMED_LIFETIME_MS: u64 = 3 * 86_400_000;
 
-/// How often the task looks for claims when nothing woke it.
-const REFRESH: Duration = Duration::from_millis(100);
-
-/// Serves the scheduler's warm-up claims until `stopped`.
-pub async fn run_warm_claims(
-    cluster: Cluster,
-    scheduler: Arc<Mutex<Scheduler>>,
-    wake: Arc<Notify>,
-    mut stopped: watch::Receiver<bool>,
-) {
-    let mut connection: Option<MultiplexedConnection> = None;
-    loop {
-        tokio::select! {
-            () = wake.notified() => {}
-            () = tokio::time::sleep(REFRESH) => {}
-            _ = stopped.wait_for(|stop| *stop) => return,
-        }
-        let claims = scheduler
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take_warm_claims();
-        if claims.is_empty() {
-            continue;
-        }
-        let grants = if cluster.is_up() {
-            ask(&cluster, &mut connection, &claims)
-                .await
-                .inspect_err(|error| {
-                    tracing::warn!(%error, "cluster: no warm-up capacity from Redis; the node's share applies");
-                })
-                .ok()
-        } else {
-            None
-        };
-        let now_us = cluster.inner.parts.clock.now_us();
-        let mut scheduler = scheduler.lock().unwrap_or_else(PoisonError::into_inner);
-        for (index, claim) in claims.iter().enumerate() {
-            let grant = grants.as_ref().and_then(|grants| grants.get(index).copied());
-            scheduler.warm_claim_answered(claim, grant, now_us);
-        }
-    }
-}
-
-/// The claims' grants, on the kept connection (a new one if there is none); the connection is kept
-/// only when it answered.
-async fn ask(
+/// Asks Redis for the claims (when it is up) and hands the answers to the scheduler (taken and
+/// served by the slots task, `slots.rs`); without an answer the node's share applies.
+pub(super) async fn serve_claims(
     cluster: &Cluster,
     connection: &mut Option<MultiplexedConnection>,
+    scheduler: &Mutex<Scheduler>,
     claims: &[WarmClaimRequest],
-) -> Result<Vec<WarmGrant>, ClusterError> {
-    let mut open = match connection.take() {
-        Some(open) => open,
-        None => cluster.connect().await?,
+) {
+    let grants = if cluster.is_up() {
+        let asked = async {
+            let mut open = super::slots::kept_connection(cluster, connection).await?;
+            let grants = claim_all(cluster, &mut open, claims).await?;
+            *connection = Some(open);
+            Ok::<_, ClusterError>(grants)
+        };
+        asked
+            .await
+            .inspect_err(|error| {
+                tracing::warn!(%error, "cluster: no warm-up capacity from Redis; the node's share applies");
+            })
+            .ok()
+    } else {
+        None
     };
-    let grants = claim_all(cluster, &mut open, claims).await?;
-    *connection = Some(open);
-    Ok(grants)
+    let now_us = cluster.inner.parts.clock.now_us();
+    let mut scheduler = scheduler.lock().unwrap_or_else(PoisonError::into_inner);
+    for (index, claim) in claims.iter().enumerate() {
+        let grant = grants.as_ref().and_then(|grants| grants.get(index).copied());
+        scheduler.warm_claim_answered(claim, grant, now_us);
+    }
 }
 
 /// Runs the script for every claim in one pipeline.

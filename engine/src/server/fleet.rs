@@ -17,10 +17,8 @@ use crate::unsubscribe::UnsubscribeTokens;
 
 /// The wakes of the tasks that serve the scheduler's requests to Redis.
 pub(super) struct FleetWakes {
-    /// Slots of the shared rates (`cluster::run_slots`).
+    /// Slots of the shared rates and claims of the warm-up caps (`cluster::run_slots`).
     slots: Arc<Notify>,
-    /// Claims of the warm-up caps (`cluster::run_warm_claims`).
-    warm: Arc<Notify>,
     /// The closed loop's rate changes (`cluster::run_adaptive_sync`).
     rates: Arc<Notify>,
 }
@@ -51,13 +49,12 @@ pub(super) fn share_limits(
 ) -> FleetWakes {
     let wakes = FleetWakes {
         slots: Arc::new(Notify::new()),
-        warm: Arc::new(Notify::new()),
         rates: Arc::new(Notify::new()),
     };
     {
         let mut scheduler = shaping.lock();
         scheduler.enable_shared_limits(1, Arc::clone(&wakes.slots));
-        scheduler.enable_shared_warmup(Arc::clone(&wakes.warm));
+        scheduler.enable_shared_warmup(Arc::clone(&wakes.slots));
         scheduler.enable_fleet_rates(cluster.node(), Arc::clone(&wakes.rates));
     }
     if let Some(section) = &config.cluster {
@@ -88,12 +85,6 @@ pub(super) fn spawn_tasks(
         cluster.clone(),
         scheduler_of(),
         wakes.slots,
-        stopped.clone(),
-    ));
-    tasks.spawn(cluster::run_warm_claims(
-        cluster.clone(),
-        scheduler_of(),
-        wakes.warm,
         stopped.clone(),
     ));
     tasks.spawn(cluster::run_adaptive_sync(
